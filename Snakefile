@@ -1,0 +1,28 @@
+# biobench: which frozen vision backbone serves biology best, by how much, and how sure can we be?
+# Run: snakemake --cores 8        Report: snakemake report        Cluster: snakemake --profile profiles/slurm
+
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/manifest.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.aggregate.output,
+        rules.report.output,

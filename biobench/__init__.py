@@ -1,0 +1,1 @@
+"""biobench: benchmark frozen vision backbones on biology tasks."""

@@ -1,0 +1,370 @@
+"""L2-regularised multinomial logistic regression, the objective of sklearn's LogisticRegression(solver="lbfgs"),
+solved by full-batch L-BFGS in torch (any device), with a warm-started path over C.
+
+sklearn minimises C * sum_i CE_i + ||W||^2 / 2 (intercept not penalised). Divided by C n that is
+    mean_i CE_i + lam / 2 * ||W||^2,   lam = 1 / (C n),
+the form sklearn's own solver works on, so its `tol` (bound on the largest gradient entry) means the same here.
+With two classes sklearn fits one weight vector (binomial loss); here row 0 of W and b is pinned at zero, which is
+the same model and objective.
+
+Two things make it cheap. Logits are linear in the parameters, so after one matrix product for a search direction
+every line-search trial is elementwise work: an iteration costs two matrix products however many trials it takes.
+And the L2 term's Hessian is lam * I, so when the path moves to the next C the stored curvature pairs stay exact
+after adding (lam' - lam) * s to each y: the sweep continues with its L-BFGS memory instead of restarting.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from beartype import beartype
+from jaxtyping import Float, Int, jaxtyped
+
+from biobench.classifiers.geometry import best_per_row
+
+HISTORY = 20  # L-BFGS memory; scipy's default (sklearn's) is 10
+WOLFE_DECREASE, WOLFE_CURVATURE = 1e-4, 0.9
+MAX_TRIALS = 20  # line-search trials per iteration
+
+
+@dataclass(frozen=True)
+class Solution:
+    C: float
+    weight: torch.Tensor  # [K, d]
+    bias: torch.Tensor  # [K]
+    objective: float  # mean cross-entropy + ||W||^2 / (2 C n); sklearn's objective is this times C n
+    grad_max: float  # largest |entry| of the gradient of `objective`, the quantity `tol` bounds
+    iterations: int
+    evaluations: int  # loss evaluations, line-search trials included (each is elementwise work, no matmul)
+    stop: str  # "gtol" (converged), "max_iter" or "line_search" (no decrease left at this precision)
+    seconds: float
+
+    @property
+    def converged(self) -> bool:
+        return self.stop == "gtol"
+
+
+class MultinomialProblem:
+    """Mean softmax cross-entropy of a linear model on fixed rows; holds the n x K buffers the solver reuses."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int):
+        n, d = x.shape
+        self.x, self.n, self.d, self.n_classes = x, n, d, n_classes
+        self.n_weights = n_classes * d
+        self.size = self.n_weights + n_classes
+        self.pinned = n_classes == 2
+        self.flat_target = torch.arange(n, device=x.device) * n_classes + y
+        self.logits = torch.empty(n, n_classes, dtype=x.dtype, device=x.device)
+        self.step_logits = torch.empty_like(self.logits)  # the logits' rate of change along the search direction
+        self.probs = torch.empty_like(self.logits)
+
+    def split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return theta[: self.n_weights].view(self.n_classes, self.d), theta[self.n_weights :]
+
+    def set_logits(self, theta: torch.Tensor) -> None:
+        weight, bias = self.split(theta)
+        torch.addmm(bias, self.x, weight.T, out=self.logits)
+
+    def set_direction(self, direction: torch.Tensor) -> None:
+        weight, bias = self.split(direction)
+        torch.addmm(bias, self.x, weight.T, out=self.step_logits)
+
+    def data_loss(self, t: float) -> torch.Tensor:
+        """Mean cross-entropy at logits + t * step_logits; leaves the softmax in `probs`."""
+        p = self.probs
+        if t == 0.0:
+            p.copy_(self.logits)
+        else:
+            torch.add(self.logits, self.step_logits, alpha=t, out=p)
+        p.sub_(p.amax(dim=1, keepdim=True))
+        target_logit = p.view(-1)[self.flat_target]
+        p.exp_()
+        total = p.sum(dim=1, keepdim=True)
+        loss = (total.log().squeeze(1) - target_logit).mean()
+        p.div_(total)
+        return loss
+
+    def step(self, t: float) -> None:
+        self.logits.add_(self.step_logits, alpha=t)
+
+    def data_gradient(self) -> torch.Tensor:
+        """Gradient of the mean cross-entropy at the point of the last data_loss(); consumes `probs`."""
+        residual = self.probs
+        residual.view(-1)[self.flat_target] -= 1.0
+        grad = torch.empty(self.size, dtype=self.x.dtype, device=self.x.device)
+        grad_w, grad_b = self.split(grad)
+        torch.mm(residual.T, self.x, out=grad_w)
+        torch.sum(residual, dim=0, out=grad_b)
+        grad.div_(self.n)
+        if self.pinned:
+            grad_w[0].zero_()
+            grad_b[0].zero_()
+        return grad
+
+
+class _Memory:
+    """L-BFGS curvature pairs (s, y) and the two-loop product with the inverse-Hessian estimate."""
+
+    def __init__(self, size: int):
+        self.pairs: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def push(self, s: torch.Tensor, y: torch.Tensor) -> None:
+        sy = torch.dot(s, y)
+        if sy.item() > 1e-10 * torch.dot(y, y).item():
+            self.pairs.append((s, y, 1.0 / sy))
+
+    def shift_l2(self, delta_lam: float, n_weights: int) -> None:
+        """Make the pairs exact for an objective whose L2 strength changed by delta_lam."""
+        pairs = list(self.pairs)
+        self.pairs.clear()
+        for s, y, _ in pairs:
+            y[:n_weights].add_(s[:n_weights], alpha=delta_lam)
+            self.push(s, y)
+
+    def descent_direction(self, grad: torch.Tensor) -> torch.Tensor:
+        q = -grad
+        alphas = []
+        for s, y, rho in reversed(self.pairs):
+            alpha = rho * torch.dot(s, q)
+            q.sub_(y * alpha)
+            alphas.append(alpha)
+        s, y, rho = self.pairs[-1]
+        q.mul_(1.0 / (rho * torch.dot(y, y)))
+        for (s, y, rho), alpha in zip(self.pairs, reversed(alphas)):
+            beta = rho * torch.dot(y, q)
+            q.add_(s * (alpha - beta))
+        return q
+
+
+@jaxtyped(typechecker=beartype)
+def fit_path(
+    x: Float[torch.Tensor, "n d"],
+    y: Int[torch.Tensor, " n"],
+    n_classes: int,
+    Cs: list[float],
+    *,
+    tol: float,
+    max_iter: int,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> list[Solution]:
+    """Solve for each C in increasing order (strongest regularisation first), each warm-started from the last.
+    Labels are 0..n_classes-1. `init` = (weight [K, d], bias [K]) starts the first C. Runs on x's device and dtype;
+    the rows stay put and every buffer is allocated once, outside the loop over C."""
+    if n_classes < 2:
+        raise ValueError(f"logistic regression needs at least 2 classes, got {n_classes}")
+    problem = MultinomialProblem(x, y, n_classes)
+    theta = torch.zeros(problem.size, dtype=x.dtype, device=x.device)
+    if init is not None:
+        weight, bias = problem.split(theta)
+        weight.copy_(init[0])
+        bias.copy_(init[1])
+        if problem.pinned:  # the binary model is only defined up to a shift of both rows
+            weight.sub_(weight[0].clone())
+            bias.sub_(bias[0].clone())
+        problem.set_logits(theta)
+    else:
+        problem.logits.zero_()
+    data_loss = problem.data_loss(0.0)
+    data_grad = problem.data_gradient()
+    memory = _Memory(HISTORY)
+    solutions = []
+    lam_prev = None
+    for C in sorted(Cs):
+        start = time.perf_counter()
+        lam = 1.0 / (C * problem.n)
+        if lam_prev is not None:
+            memory.shift_l2(lam - lam_prev, problem.n_weights)
+        lam_prev = lam
+        data_loss, data_grad, counts = _minimise(problem, theta, data_loss, data_grad, lam, memory, tol, max_iter)
+        weight, bias = problem.split(theta.clone())
+        solutions.append(
+            Solution(
+                C=float(C),
+                weight=weight,
+                bias=bias,
+                objective=_objective(data_loss, theta, lam, problem.n_weights),
+                **counts,
+                seconds=time.perf_counter() - start,
+            )
+        )
+    return solutions
+
+
+def _objective(data_loss: torch.Tensor, theta: torch.Tensor, lam: float, n_weights: int) -> float:
+    return data_loss.item() + 0.5 * lam * torch.dot(theta[:n_weights], theta[:n_weights]).item()
+
+
+def _minimise(problem, theta, data_loss, data_grad, lam, memory, tol, max_iter):
+    """L-BFGS from theta (updated in place) on mean CE + lam/2 ||W||^2. Returns the data loss and gradient at the
+    end point, and the other facts for Solution."""
+    nw = problem.n_weights
+
+    def with_l2(g_data: torch.Tensor) -> torch.Tensor:
+        g = g_data.clone()
+        g[:nw].add_(theta[:nw], alpha=lam)
+        return g
+
+    grad = with_l2(data_grad)
+    f = _objective(data_loss, theta, lam, nw)
+    grad_max = grad.abs().max().item()
+    iterations = evaluations = 0
+    stop = "gtol" if grad_max <= tol else "max_iter"
+    while stop == "max_iter" and iterations < max_iter:
+        iterations += 1
+        direction, slope, t = None, 0.0, 1.0
+        if len(memory):
+            direction = memory.descent_direction(grad)
+            slope = torch.dot(grad, direction).item()
+        if direction is None or slope >= 0:  # no memory yet, or it no longer gives a descent direction
+            memory.pairs.clear()
+            direction = -grad
+            slope = -torch.dot(grad, grad).item()
+            t = 1.0 / math.sqrt(-slope)  # a first step of unit length, as scipy's L-BFGS-B takes
+        problem.set_direction(direction)
+        w, dw = theta[:nw], direction[:nw]
+        ww, wd, dd = torch.stack([torch.dot(w, w), torch.dot(w, dw), torch.dot(dw, dw)]).tolist()
+        target_rate = problem.step_logits.view(-1)[problem.flat_target].sum()
+
+        def along(t: float) -> tuple[float, float, torch.Tensor]:
+            loss = problem.data_loss(t)
+            rate = (torch.dot(problem.probs.view(-1), problem.step_logits.view(-1)) - target_rate) / problem.n
+            value, slope_t = torch.stack([loss, rate]).tolist()
+            value += 0.5 * lam * (ww + 2 * t * wd + t * t * dd)
+            slope_t += lam * (wd + t * dd)
+            return value, slope_t, loss
+
+        resolution = torch.finfo(theta.dtype).eps * abs(f)
+        found = _strong_wolfe(along, f, slope, t, resolution)
+        evaluations += found.trials
+        if found.t == 0.0:
+            stop = "line_search"
+            break
+        t = found.t
+        theta.add_(direction, alpha=t)
+        problem.step(t)
+        data_loss = found.loss
+        data_grad = problem.data_gradient()
+        new_grad = with_l2(data_grad)
+        memory.push(direction.mul_(t), new_grad - grad)
+        grad, f = new_grad, found.value
+        grad_max = grad.abs().max().item()
+        if grad_max <= tol:
+            stop = "gtol"
+    return data_loss, data_grad, dict(grad_max=grad_max, iterations=iterations, evaluations=evaluations, stop=stop)
+
+
+@dataclass(frozen=True)
+class _Found:
+    t: float  # 0.0 = no acceptable step
+    value: float
+    loss: torch.Tensor | None
+    trials: int
+
+
+def _strong_wolfe(along, f0: float, slope0: float, t: float, resolution: float) -> _Found:
+    """A step t satisfying the strong Wolfe conditions (Nocedal & Wright, alg. 3.5/3.6, cubic interpolation).
+    `along(t)` -> (objective, slope, data loss) and leaves the problem's softmax at t; the accepted t is always
+    the last one evaluated. The search gives up once the bracket is so narrow that the objective cannot change
+    across it by more than `resolution` (rounding error of the objective)."""
+    trials = 0
+
+    def probe(t: float):
+        nonlocal trials
+        trials += 1
+        value, slope, loss = along(t)
+        return t, value, slope, loss
+
+    def sufficient(point) -> bool:
+        return point[1] <= f0 + WOLFE_DECREASE * point[0] * slope0
+
+    def flat_enough(point) -> bool:
+        return abs(point[2]) <= -WOLFE_CURVATURE * slope0
+
+    prev = (0.0, f0, slope0, None)
+    lo = hi = None
+    if -slope0 * t <= resolution:  # even the first trial could not show a decrease above rounding error
+        return _Found(0.0, f0, None, 0)
+    while trials < MAX_TRIALS:
+        point = probe(t)
+        if not sufficient(point) or (prev[0] > 0 and point[1] >= prev[1]):
+            lo, hi = prev, point
+            break
+        if flat_enough(point):
+            return _Found(point[0], point[1], point[3], trials)
+        if point[2] >= 0:
+            lo, hi = point, prev
+            break
+        prev, t = point, 4.0 * t
+    while lo is not None and trials < MAX_TRIALS:
+        a, b = sorted((lo[0], hi[0]))
+        width = b - a
+        if width * abs(slope0) <= resolution:
+            break
+        t = min(max(_cubic_minimiser(lo, hi), a + 0.1 * width), b - 0.1 * width)
+        point = probe(t)
+        if not sufficient(point) or point[1] >= lo[1]:
+            hi = point
+        else:
+            if flat_enough(point):
+                return _Found(point[0], point[1], point[3], trials)
+            if point[2] * (hi[0] - lo[0]) >= 0:
+                hi = lo
+            lo = point
+    best = lo if lo is not None else prev
+    if best[0] == 0.0:
+        return _Found(0.0, f0, None, trials)
+    point = probe(best[0])  # refill the softmax at the best sufficient-decrease step
+    return _Found(point[0], point[1], point[3], trials)
+
+
+def _cubic_minimiser(p, q) -> float:
+    (t1, f1, g1, _), (t2, f2, g2, _) = p, q
+    d1 = g1 + g2 - 3.0 * (f1 - f2) / (t1 - t2)
+    square = d1 * d1 - g1 * g2
+    if square < 0:
+        return 0.5 * (t1 + t2)
+    d2 = math.copysign(math.sqrt(square), t2 - t1)
+    denominator = g2 - g1 + 2.0 * d2
+    if denominator == 0:
+        return 0.5 * (t1 + t2)
+    return t2 - (t2 - t1) * (g2 + d2 - d1) / denominator
+
+
+@jaxtyped(typechecker=beartype)
+def predict(
+    x: Float[torch.Tensor, "m d"], weight: Float[torch.Tensor, "k d"], bias: Float[torch.Tensor, " k"]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the most probable class (int64) and its softmax probability (float32), batched over rows."""
+
+    def most_probable(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        prob, index = torch.softmax(torch.addmm(bias, x[rows], weight.T), dim=1).max(dim=1)
+        return index, prob
+
+    return best_per_row(x.shape[0], weight.shape[0], most_probable)
+
+
+def objective_value(
+    x: torch.Tensor, y: torch.Tensor, n_classes: int, weight: torch.Tensor, bias: torch.Tensor, C: float
+) -> float:
+    """mean CE + ||W||^2 / (2 C n) at (weight, bias), for comparing solutions (multiply by C n for sklearn's)."""
+    problem = MultinomialProblem(x, y, n_classes)
+    theta = torch.cat([weight.reshape(-1), bias]).to(x.dtype)
+    problem.set_logits(theta)
+    return _objective(problem.data_loss(0.0), theta, 1.0 / (C * problem.n), problem.n_weights)
+
+
+def weights_from_sklearn(coef, intercept) -> tuple[torch.Tensor, torch.Tensor]:
+    """sklearn's coef_ [K, d] / intercept_ [K] (or [1, d] / [1] for two classes) as (weight [K, d], bias [K])."""
+    weight, bias = torch.as_tensor(coef), torch.as_tensor(intercept)
+    if weight.shape[0] == 1:  # binary: sklearn's single row is class 1 against class 0
+        weight = torch.cat([torch.zeros_like(weight), weight])
+        bias = torch.cat([torch.zeros_like(bias), bias])
+    return weight, bias

@@ -1,0 +1,168 @@
+"""Validate config.yaml against the workflow's JSON schema, fill defaults, and turn it into frozen dataclasses."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from biobench.errors import ConfigError
+from biobench.models import ORGS, ModelSpec
+from biobench.registry import UnknownNameError
+from biobench.tasks import TASKS, TaskOptions
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    resamples: int
+    confidence: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    device: str
+    num_workers: int
+    log_every_s: float
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int
+    models: dict[str, ModelSpec]
+    tasks: dict[str, TaskOptions]
+    classifiers: dict[str, dict[str, Any]]
+    bootstrap: BootstrapSettings
+    embed: EmbedSettings
+
+
+def load(raw: dict[str, Any], schema_path: str | Path) -> Config:
+    """Check `raw` (the parsed config.yaml) before any job runs; every error names the key and what is allowed."""
+    return from_filled(validate_and_fill(raw, schema_path))
+
+
+def validate_and_fill(raw: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """A copy of `raw` with the schema's defaults filled in; ConfigError if it does not match the schema."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    filled = copy.deepcopy(dict(raw))
+    _validate(filled, schema)
+    return filled
+
+
+def from_filled(filled: dict[str, Any]) -> Config:
+    models = {name: _model_spec(name, spec) for name, spec in filled["models"].items()}
+    tasks = {name: task_options(name, opts) for name, opts in filled["tasks"].items()}
+    boot = filled["bootstrap"]
+    seed = filled["seed"]
+    return Config(
+        seed=seed,
+        models=models,
+        tasks=tasks,
+        classifiers=filled["classifiers"],
+        bootstrap=BootstrapSettings(boot["resamples"], boot["confidence"], seed if boot["seed"] is None else boot["seed"]),
+        embed=EmbedSettings(**filled["embed"]),
+    )
+
+
+def load_file(config_path: str | Path, schema_path: str | Path) -> Config:
+    return load(yaml.safe_load(Path(config_path).read_text()) or {}, schema_path)
+
+
+def task_options(task: str, raw: dict[str, Any]) -> TaskOptions:
+    try:
+        task_cls = TASKS.get(task)
+    except UnknownNameError as err:
+        raise ConfigError(f"config.yaml: tasks: {err}") from None
+    return _dataclass_from(task_cls.Options, raw or {}, where=f"tasks.{task}")
+
+
+def _model_spec(name: str, raw: dict[str, Any]) -> ModelSpec:
+    spec = ModelSpec(name=name, **raw)
+    try:
+        org = ORGS.get(spec.org)()
+    except UnknownNameError as err:
+        raise ConfigError(f"config.yaml: models.{name}.org: {err}") from None
+    org.validate(spec)
+    return spec
+
+
+def _dataclass_from(cls: type, raw: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(_unknown_keys_message(where, unknown, fields))
+    for key, value in raw.items():
+        expected = type(getattr(cls(), key)) if _has_default(fields[key]) else None
+        if expected is not None and not _same_kind(value, expected):
+            raise ConfigError(
+                f"config.yaml: {where}.{key} must be {expected.__name__}, got {value!r} ({type(value).__name__})"
+            )
+    return cls(**raw)
+
+
+def _has_default(field: dataclasses.Field) -> bool:
+    return field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+
+
+def _same_kind(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _unknown_keys_message(where: str, unknown: list[str], allowed: Any) -> str:
+    allowed = sorted(allowed)
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"config.yaml: unknown key {', '.join(hints)} in {where}; allowed keys: {', '.join(allowed)}"
+
+
+def _validate(instance: dict[str, Any], schema: dict[str, Any]) -> None:
+    validator = _validator_filling_defaults(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("\n".join(_describe(e) for e in errors))
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "top level"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})
+        unknown = sorted(set(error.instance) - set(allowed))
+        return _unknown_keys_message(where, unknown, allowed)
+    if error.validator == "enum":
+        choices = ", ".join(repr(c) for c in error.validator_value)
+        return f"config.yaml: {where} is {error.instance!r}; allowed values: {choices}"
+    if error.validator == "type":
+        kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return (
+            f"config.yaml: {where} must be {' or '.join(kinds)}, got {error.instance!r} "
+            f"({type(error.instance).__name__})"
+        )
+    if error.validator == "required":
+        return f"config.yaml: {where}: {error.message}"
+    return f"config.yaml: {where}: {error.message}"
+
+
+def _validator_filling_defaults(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    base = jsonschema.Draft202012Validator
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    cls = jsonschema.validators.extend(base, {"properties": properties_with_defaults})
+    return cls(schema)

@@ -1,0 +1,141 @@
+"""Open the report in headless Chromium with the network blocked; fail on a blank or broken page.
+
+Without Chromium these tests fail (they never skip): the error says how to install it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from biobench.report import FIGURE_FILES, INDEX_FILE, build_report
+from browser import PageLoad, open_page
+from fixtures_results import write_results_db
+
+pytestmark = pytest.mark.browser
+
+CHARTS = {"task_scores", "pairwise", "imagenet_vs_biology", "compute"}
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+@dataclasses.dataclass
+class _Element:
+    tag: str
+    attrs: dict[str, str]
+    text: list[str] = dataclasses.field(default_factory=list)
+    has_drawing: bool = False
+
+
+class _Dom(HTMLParser):
+    """What the checks need from a rendered DOM: chart containers, error boxes, thumbnails, table rows."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[_Element] = []
+        self.charts: dict[str, bool] = {}  # chart id -> an <svg> or <canvas> was drawn inside it
+        self.errors: list[str] = []
+        self.thumbnails = 0
+        self.leaderboard_rows = 0
+
+    def handle_starttag(self, tag, attrs):
+        element = _Element(tag, {k: v or "" for k, v in attrs})
+        classes = element.attrs.get("class", "").split()
+        if tag in ("svg", "canvas"):
+            for open_element in self.stack:
+                open_element.has_drawing = True
+        if tag == "img" and element.attrs.get("src", "").startswith("data:image/") and self._inside("ex-grid"):
+            self.thumbnails += 1
+        if tag == "tr" and self._inside_class("leaderboard") and any(e.tag == "tbody" for e in self.stack):
+            self.leaderboard_rows += 1
+        if tag not in VOID:
+            element.attrs["_classes"] = " ".join(classes)
+            self.stack.append(element)
+
+    def handle_endtag(self, tag):
+        while self.stack:
+            element = self.stack.pop()
+            classes = element.attrs["_classes"].split()
+            if "chart" in classes:
+                self.charts[element.attrs.get("id", "?")] = element.has_drawing
+            if {"chart-error", "page-error"} & set(classes) and "".join(element.text).strip():
+                self.errors.append("".join(element.text).strip())
+            if element.tag == tag:
+                break
+
+    def handle_data(self, data):
+        for element in self.stack:
+            element.text.append(data)
+
+    def _inside(self, element_id: str) -> bool:
+        return any(e.attrs.get("id") == element_id for e in self.stack)
+
+    def _inside_class(self, cls: str) -> bool:
+        return any(cls in e.attrs["_classes"].split() for e in self.stack)
+
+
+def page_problems(
+    page: PageLoad, expected_charts: set[str], leaderboard_rows: int = 0, thumbnails: bool = False
+) -> list[str]:
+    """Everything that makes the page blank or broken; empty when it is fine."""
+    problems = [f"the page tried to fetch {url}" for url in page.requests]
+    pixels = np.asarray(Image.open(page.screenshot).convert("RGB")).reshape(-1, 3)
+    _, counts = np.unique(pixels, axis=0, return_counts=True)
+    if counts.max() / len(pixels) > 0.9 or pixels.std() < 10:
+        problems.append(f"the screenshot {page.screenshot} is (nearly) uniform: blank page")
+    dom = _Dom()
+    dom.feed(page.dom)
+    drawn = {name.removeprefix("chart-"): ok for name, ok in dom.charts.items()}
+    if set(drawn) != expected_charts:
+        problems.append(f"chart containers {sorted(drawn)} are not the expected {sorted(expected_charts)}")
+    problems += [f"chart {name} drew no <svg> or <canvas>" for name, ok in drawn.items() if not ok]
+    problems += [f"error shown on the page: {text}" for text in dom.errors]
+    if thumbnails and dom.thumbnails == 0:
+        problems.append("the example browser shows no thumbnails")
+    if dom.leaderboard_rows != leaderboard_rows:
+        problems.append(f"the leaderboard has {dom.leaderboard_rows} rows, not {leaderboard_rows}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("browser")
+    db = write_results_db(root / "biobench.duckdb", root / "images", missing=[("pixels", "kabr")], missing_images=1)
+    build_report(db, root / "reports")
+    return root / "reports"
+
+
+def test_report_renders_offline_with_every_chart_drawn(report, tmp_path):
+    page = open_page(report / INDEX_FILE, tmp_path / "index.png")
+    assert page_problems(page, CHARTS, leaderboard_rows=3, thumbnails=True) == []
+
+
+def test_example_browser_figure_renders_thumbnails_offline(report, tmp_path):
+    page = open_page(report / FIGURE_FILES["examples"], tmp_path / "examples.png")
+    assert page_problems(page, expected_charts=set(), thumbnails=True) == []
+
+
+def test_blank_page_is_reported(tmp_path):
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><html><body></body></html>")
+    problems = page_problems(open_page(blank, tmp_path / "blank.png"), CHARTS, leaderboard_rows=3, thumbnails=True)
+    for symptom in ("uniform", "chart containers", "no thumbnails", "leaderboard has 0 rows"):
+        assert any(symptom in p for p in problems), (symptom, problems)
+
+
+def test_page_without_vega_or_with_a_cdn_script_is_reported(report, tmp_path):
+    """The same page with Vega swapped for a CDN <script src>: nothing draws, and the blocked fetch is seen."""
+    shutil.copytree(report, tmp_path / "copy")
+    index = tmp_path / "copy" / INDEX_FILE
+    html = index.read_text()
+    start = html.index("<script>", html.index("</main>"))
+    end = html.index("</script>", start) + len("</script>")
+    index.write_text(html[:start] + '<script src="https://cdn.jsdelivr.net/npm/vega-embed@7"></script>' + html[end:])
+    problems = page_problems(open_page(index, tmp_path / "broken.png"), CHARTS, leaderboard_rows=3, thumbnails=True)
+    assert any("tried to fetch https://cdn.jsdelivr.net" in p for p in problems), problems
+    assert any("drew no <svg>" in p for p in problems) or any("error shown" in p for p in problems), problems

@@ -1,0 +1,114 @@
+"""The whole workflow, run by real Snakemake in a temporary directory, and what re-runs when something changes."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pytest
+
+from workflow_helpers import ROOT, planned_jobs, seed_download, small_config, snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+
+
+def snapshot_package(dest):
+    """A private copy of the package: the jobs import it (PYTHONPATH), so tests can edit it."""
+    shutil.copytree(ROOT / "biobench", dest / "biobench", ignore=shutil.ignore_patterns("__pycache__"))
+    return {"PYTHONPATH": str(dest)}
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    return snapshot_package(tmp_path_factory.mktemp("package"))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, animals_data, package):
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_config(workdir, small_config())
+    seed_download(workdir, animals_data)
+    snakemake(workdir, env=package)
+    return workdir
+
+
+def test_run_produces_every_artifact(finished):
+    con = duckdb.connect(str(finished / "results/biobench.duckdb"), read_only=True)
+    scores = dict(con.execute("SELECT model, value FROM task_scores WHERE task = 'animals'").fetchall())
+    assert set(scores) == {"lite0-random", "pixels"}
+    n, ci_ok = con.execute(
+        "SELECT min(n), bool_and(ci_low <= value AND value <= ci_high) FROM task_scores").fetchall()[0]
+    assert n == 100 and ci_ok
+    assert con.execute("SELECT count(*) FROM predictions").fetchall()[0][0] == 200
+    assert con.execute("SELECT count(*) FROM overall_scores").fetchall()[0][0] == 2
+    assert (finished / "results/leaderboard.json").stat().st_size > 0
+    html = (finished / "reports/index.html").read_text()
+    assert "lite0-random" in html and "https://cdn" not in html
+
+
+def test_second_run_has_nothing_to_do(finished, package):
+    result = snakemake(finished, "-n", env=package)
+    assert planned_jobs(result) == {}, result.stdout[-3000:]
+
+
+def test_classifier_change_refits_without_embedding(finished, package):
+    config = small_config(classifiers={"logreg": {"Cs": [0.1, 1.0]}})
+    write_config(finished, config)
+    try:
+        jobs = planned_jobs(snakemake(finished, "-n", env=package))
+    finally:
+        write_config(finished, small_config())
+    assert jobs == {"fit": 2, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_added_model_runs_only_its_own_jobs(finished, package):
+    config = small_config()
+    config["models"]["pixels-8"] = {"org": "pixels", "image_size": 8}
+    write_config(finished, config)
+    try:
+        jobs = planned_jobs(snakemake(finished, "-n", env=package))
+    finally:
+        write_config(finished, small_config())
+    assert jobs == {"embed": 2, "fit": 1, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_renamed_model_recomputes_no_embedding(finished, package):
+    config = small_config()
+    config["models"]["raw-pixels"] = config["models"].pop("pixels")
+    write_config(finished, config)
+    try:
+        jobs = planned_jobs(snakemake(finished, "-n", env=package))
+    finally:
+        write_config(finished, small_config())
+    assert "embed" not in jobs and jobs.get("aggregate") == 1
+
+
+@pytest.mark.parametrize(
+    ("module", "rerun"),
+    [
+        ("fit.py", {"fit": 2, "aggregate": 1, "report": 1, "all": 1}),
+        ("stats/metrics.py", {"aggregate": 1, "report": 1, "all": 1}),
+        ("classifiers/logreg.py", {"fit": 2, "aggregate": 1, "report": 1, "all": 1}),
+        ("report/charts.py", {"report": 1, "all": 1}),
+        ("models/pixels.py", {"embed": 2, "fit": 1, "aggregate": 1, "report": 1, "all": 1}),
+    ],
+)
+def test_editing_package_code_reruns_the_rules_that_use_it(finished, package, tmp_path, module, rerun):
+    shutil.copytree(package["PYTHONPATH"], tmp_path / "pkg")
+    env = {"PYTHONPATH": str(tmp_path / "pkg")}
+    assert planned_jobs(snakemake(finished, "-n", env=env)) == {}
+    with open(tmp_path / "pkg" / "biobench" / module, "a") as f:
+        f.write("\n# an edit\n")
+    assert planned_jobs(snakemake(finished, "-n", env=env)) == rerun
+
+
+def test_snakemake_report_builds_provenance_report(finished, package):
+    snakemake(finished, "--report", "reports/provenance.html", env=package)
+    html = (finished / "reports/provenance.html").read_text()
+    assert "Leaderboard" in html
+
+
+def test_slurm_profile_dry_run_plans_the_workflow(tmp_path):
+    write_config(tmp_path, small_config())
+    result = snakemake(tmp_path, "-n", "--profile", str(ROOT / "profiles/slurm"))
+    assert planned_jobs(result)["embed"] == 4

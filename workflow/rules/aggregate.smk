@@ -1,0 +1,24 @@
+# Every prediction -> DuckDB tables with paired-bootstrap intervals, plus leaderboard exports.
+
+
+rule aggregate:
+    input:
+        all_predictions(),
+    output:
+        db="results/biobench.duckdb",
+        json="results/leaderboard.json",
+        csv="results/leaderboard.csv",
+    params:
+        resamples=CFG.bootstrap.resamples,
+        confidence=CFG.bootstrap.confidence,
+        seed=CFG.bootstrap.seed,
+        code=keys.code_digest("biobench.aggregate"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    log:
+        "logs/aggregate.log",
+    localrule: True
+    script:
+        "../scripts/aggregate.py"

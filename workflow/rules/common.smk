@@ -1,0 +1,131 @@
+# Config validation, artifact keys and input functions. Everything here runs when the DAG is built.
+
+import dataclasses
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from biobench import config as biobench_config
+from biobench.devices import local_gpu_count
+from biobench import keys
+from biobench.classifiers import CLASSIFIERS
+from biobench.errors import BiobenchError
+from biobench.models import ORGS
+from biobench.tasks import TASKS
+
+try:
+    _filled = biobench_config.validate_and_fill(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    CFG = biobench_config.from_filled(_filled)
+    config.update(_filled)
+    MODEL_KEYS = {name: keys.model_key(spec) for name, spec in CFG.models.items()}
+    DATASET_KEYS = {task: keys.dataset_key(task, options) for task, options in CFG.tasks.items()}
+    CLASSIFIER_KEYS = {
+        task: keys.classifier_key(TASKS.get(task).classifier,
+                                  CFG.classifiers.get(TASKS.get(task).classifier, {}), CFG.seed)
+        for task in CFG.tasks
+    }
+    for task in CFG.tasks:
+        CLASSIFIERS.get(TASKS.get(task).classifier)
+except BiobenchError as err:
+    raise WorkflowError(str(err)) from None
+except KeyError as err:  # unknown registry names
+    raise WorkflowError(f"config.yaml: {err}") from None
+
+_same_spec = {}
+for _name, _key in MODEL_KEYS.items():
+    if _key in _same_spec:
+        raise WorkflowError(f"config.yaml: models {_same_spec[_key]!r} and {_name!r} are the same model; keep one")
+    _same_spec[_key] = _name
+
+MODEL_BY_KEY = {key: CFG.models[name] for name, key in MODEL_KEYS.items()}
+TASK_BY_DATASET = {key: task for task, key in DATASET_KEYS.items()}
+
+
+# `gpu` is a per-job cap on a cluster (local scope), and locally at most one GPU job per GPU runs at once
+# (one at a time on a CPU-only machine, where each embed job uses every core). --resources gpu=N overrides it.
+resource_scopes:
+    gpu="local",
+
+
+if "gpu" not in workflow.global_resources:
+    workflow.global_resources["gpu"] = max(1, local_gpu_count())
+
+
+wildcard_constraints:
+    task="[A-Za-z0-9_]+",
+    model="[^/]+",
+    dataset="[^/]+",
+    split="[A-Za-z0-9_]+",
+    classifier="[^/]+",
+
+
+def task_of(wildcards):
+    return TASK_BY_DATASET[wildcards.dataset]
+
+
+def data_dir(task):
+    return CFG.tasks[task].datadir or f"resources/data/{task}"
+
+
+def download_stamp(task):
+    return f"resources/data/{task}/.download-complete"
+
+
+def manifest_path(task):
+    return f"results/manifests/{DATASET_KEYS[task]}.parquet"
+
+
+def embedding_path(model_name, task, split):
+    return f"results/embeddings/{MODEL_KEYS[model_name]}/{DATASET_KEYS[task]}/{split}.parquet"
+
+
+def predictions_path(model_name, task):
+    return f"results/predictions/{MODEL_KEYS[model_name]}/{DATASET_KEYS[task]}/{CLASSIFIER_KEYS[task]}.parquet"
+
+
+def all_predictions():
+    return [predictions_path(model, task) for model in CFG.models for task in CFG.tasks]
+
+
+def manifest_input(wildcards):
+    task = task_of(wildcards)
+    return [] if CFG.tasks[task].datadir else [download_stamp(task)]
+
+
+def fit_inputs(wildcards):
+    task_cls = TASKS.get(task_of(wildcards))
+    base = f"results/embeddings/{wildcards.model}/{wildcards.dataset}"
+    return {
+        "manifest": f"results/manifests/{wildcards.dataset}.parquet",
+        "train": f"{base}/{task_cls.train_split}.parquet",
+        "eval": f"{base}/{task_cls.eval_split}.parquet",
+    }
+
+
+def model_name_of(wildcards):
+    return next(name for name, key in MODEL_KEYS.items() if key == wildcards.model)
+
+
+# Code digests: each rule names its entry module and the registered implementation it runs (keys.code_digest
+# follows their biobench imports), so editing that code re-runs the rule and nothing else.
+
+
+def download_code(wildcards):
+    return keys.code_digest("biobench.fetch", TASKS.get(wildcards.task).__module__)
+
+
+def manifest_code(wildcards):
+    return keys.code_digest("biobench.manifest", TASKS.get(task_of(wildcards)).__module__)
+
+
+def embed_code(wildcards):
+    return keys.code_digest("biobench.embed", ORGS.get(MODEL_BY_KEY[wildcards.model].org).__module__)
+
+
+def fit_code(wildcards):
+    task = TASKS.get(task_of(wildcards))
+    return keys.code_digest("biobench.fit", task.__module__, CLASSIFIERS.get(task.classifier).__module__)
+
+
+def classifier_name(wildcards):
+    return TASKS.get(task_of(wildcards)).classifier

@@ -1,0 +1,18 @@
+# One parquet per task: example_id, split, label, label_name, path, group.
+
+
+rule manifest:
+    input:
+        manifest_input,
+    output:
+        "results/manifests/{dataset}.parquet",
+    params:
+        task=task_of,
+        data_dir=lambda wc: data_dir(task_of(wc)),
+        options=lambda wc: dataclasses.asdict(CFG.tasks[task_of(wc)]),
+        code=manifest_code,
+    log:
+        "logs/manifest/{dataset}.log",
+    localrule: True
+    script:
+        "../scripts/manifest.py"

@@ -1,0 +1,21 @@
+"""Thin wrapper: rule embed."""
+
+from pathlib import Path
+
+from biobench.embed import EmbedJob, embed
+from biobench.logs import run_job
+from biobench.models import ModelSpec
+
+settings = snakemake.config["embed"]  # noqa: F821
+job = EmbedJob(
+    manifest=Path(snakemake.input.manifest),  # noqa: F821
+    split=snakemake.wildcards.split,  # noqa: F821
+    spec=ModelSpec(name=snakemake.wildcards.model, **snakemake.params.spec),  # noqa: F821
+    out=Path(snakemake.output[0]),  # noqa: F821
+    device=settings["device"],
+    num_workers=settings["num_workers"],
+    log_every_s=settings["log_every_s"],
+    frame_pooling=snakemake.params.frame_pooling,  # noqa: F821
+    threads=snakemake.threads,  # noqa: F821
+)
+run_job(snakemake.log[0], lambda: embed(job))  # noqa: F821
