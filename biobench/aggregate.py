@@ -229,7 +229,8 @@ def load_task(con: duckdb.DuckDBPyConnection, task_files: Sequence[PredictionFil
     _check_rows_stored(con, task, names, manifest, meta["split"])
 
 
-def _check_rows_stored(con: duckdb.DuckDBPyConnection, task: str, files: list[str], manifest: Path, split: str) -> None:
+def _check_rows_stored(con: duckdb.DuckDBPyConnection, task: str, files: list[str], manifest: Path,
+                       split: str) -> None:
     """Every prediction row must have matched exactly one example of the manifest's split."""
     mismatched = con.execute(
         """SELECT f.model, f.filename, m.num_rows, coalesce(s.stored, 0)
@@ -247,9 +248,9 @@ def _check_rows_stored(con: duckdb.DuckDBPyConnection, task: str, files: list[st
     if duplicates:
         raise PredictionsError(f"task {task!r}: the manifest {manifest} lists example ids more than once in split "
                                f"{split!r} (e.g. {', '.join(d[0] for d in duplicates)}); {RERUN} to rebuild it")
-    files = "; ".join(f"{path}: {stored} of {rows} rows" for _, path, rows, stored in mismatched)
+    matched = "; ".join(f"{path}: {stored} of {rows} rows" for _, path, rows, stored in mismatched)
     raise PredictionsError(f"task {task!r}: predictions name examples that are not in split {split!r} of {manifest} "
-                           f"({files} match). They were made from another manifest: {RERUN}.")
+                           f"({matched} match). They were made from another manifest: {RERUN}.")
 
 
 def insert_runs(con: duckdb.DuckDBPyConnection, files: Sequence[PredictionFile], n_test: dict[str, int]) -> None:

@@ -103,3 +103,8 @@ def _source_path(module: str) -> Path:
 @cache
 def _source_hash(module: str) -> str:
     return hashlib.sha256(_source_path(module).read_bytes()).hexdigest()
+
+
+def resource_digest(name: str) -> str:
+    """Hash of a data file shipped in the package (e.g. the results schema), for a rule that reads it."""
+    return short_hash(hashlib.sha256((Path(__file__).parent / name).read_bytes()).hexdigest())

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from biobench.errors import BiobenchError
 
 GPU_FLAGS = ("gpus", "gres")
-_SLURM_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # what the plugin accepts without quoting tricks
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # account and partition names
+_GPU_MODEL = re.compile(r"^[A-Za-z0-9_.]+$")  # what the SLURM plugin accepts in --gpus=<model>:N and --gres
 
 
 class SlurmSiteError(BiobenchError):
@@ -36,13 +37,15 @@ class SlurmSite:
                 f"BIOBENCH_SLURM_GPU_FLAG is {self.gpu_flag!r}; set it to 'gpus' (sbatch --gpus, the default) or "
                 "'gres' (sbatch --gres, for clusters that answer 'Requested GRES option unsupported')"
             )
-        for variable, value in (("ACCOUNT", self.account), ("PARTITION", self.partition),
-                                ("GPU_PARTITION", self.gpu_partition), ("GPU_MODEL", self.gpu_model)):
-            if value and not _SLURM_NAME.match(value):
-                raise SlurmSiteError(
-                    f"BIOBENCH_SLURM_{variable} is {value!r}; SLURM names are letters, digits, '_', '.' and '-' "
-                    "(no quotes, spaces or commas): fix the environment variable"
-                )
+        for variable, value, pattern, allowed in (
+            ("ACCOUNT", self.account, _NAME, "letters, digits, '_', '.' and '-'"),
+            ("PARTITION", self.partition, _NAME, "letters, digits, '_', '.' and '-'"),
+            ("GPU_PARTITION", self.gpu_partition, _NAME, "letters, digits, '_', '.' and '-'"),
+            ("GPU_MODEL", self.gpu_model, _GPU_MODEL, "letters, digits, '_' and '.' (as in `sinfo -o %G`)"),
+        ):
+            if value and not pattern.match(value):
+                raise SlurmSiteError(f"BIOBENCH_SLURM_{variable} is {value!r}, but it may only contain {allowed}; "
+                                     "fix the environment variable")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> SlurmSite:
@@ -56,9 +59,9 @@ class SlurmSite:
         """Account and partition for every submitted job; unset ones are left to SLURM and the plugin."""
         resources = {}
         if self.account:
-            resources["slurm_account"] = self.account
+            resources["slurm_account"] = _literal(self.account)
         if self.partition:
-            resources["slurm_partition"] = self.partition
+            resources["slurm_partition"] = _literal(self.partition)
         return resources
 
     def gpu_resources(self, count: int) -> dict[str, int | str]:
@@ -69,12 +72,18 @@ class SlurmSite:
         if count < 1:
             raise ValueError(f"a GPU request needs at least one GPU, got {count}")
         if self.gpu_flag == "gres":
-            resources: dict[str, int | str] = {"gres": ":".join(["gpu", *filter(None, [self.gpu_model]), str(count)]),
-                                               "gpu": 0}
+            gres = ":".join(["gpu", *filter(None, [self.gpu_model]), str(count)])
+            resources: dict[str, int | str] = {"gres": _literal(gres), "gpu": 0}
         else:
             resources = {"gpu": count}
             if self.gpu_model:
-                resources["gpu_model"] = self.gpu_model
+                resources["gpu_model"] = _literal(self.gpu_model)
         if self.gpu_partition:
-            resources["slurm_partition"] = self.gpu_partition
+            resources["slurm_partition"] = _literal(self.gpu_partition)
         return resources
+
+
+def _literal(value: str) -> str:
+    """Snakemake evaluates profile resource values as Python expressions: a partition named `all` would become the
+    builtin function. A string literal evaluates to itself."""
+    return repr(value)

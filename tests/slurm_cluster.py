@@ -79,22 +79,24 @@ class Daemon:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _is_process(pid, self.name) else None
+        return pid if is_process(pid, self.name) else None
 
-    def stop(self, grace_s: float = 10) -> None:
-        """SIGTERM, then SIGKILL if it is still alive after grace_s (slurmd can ignore SIGTERM for a while)."""
-        pid = self.pid()
-        if pid is None:
-            return
+
+def stop_daemons(daemons: list[Daemon], grace_s: float = 10) -> None:
+    """SIGTERM to all at once (each takes about 2 s to exit), then SIGKILL to any still alive after grace_s
+    (slurmd can ignore SIGTERM for a while). Only PIDs whose process name matches are signalled."""
+    running = {pid: daemon.name for daemon in daemons if (pid := daemon.pid()) is not None}
+    for pid in running:
         os.kill(pid, signal.SIGTERM)
-        # the daemons delete their pid file before they exit: watch the process itself
-        _wait_for_quietly(lambda: not _is_process(pid, self.name), grace_s)
-        if _is_process(pid, self.name):
+    # the daemons delete their pid files before they exit: watch the processes themselves
+    _wait_for_quietly(lambda: not any(is_process(pid, name) for pid, name in running.items()), grace_s)
+    for pid, name in running.items():
+        if is_process(pid, name):
             os.kill(pid, signal.SIGKILL)
-            _wait_for_quietly(lambda: not _is_process(pid, self.name), grace_s)
+    _wait_for_quietly(lambda: not any(is_process(pid, name) for pid, name in running.items()), grace_s)
 
 
-def _is_process(pid: int, name: str) -> bool:
+def is_process(pid: int, name: str) -> bool:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip() == name
     except OSError:
@@ -172,8 +174,7 @@ class SlurmCluster:
         if self.daemons[1].pid() is not None:
             subprocess.run(["scancel", "--user", "root"], capture_output=True, timeout=30)
             _wait_for_quietly(lambda: not self.squeue_ids() and not self._job_steps(), timeout_s=20)
-        for daemon in reversed(self.daemons):
-            daemon.stop()
+        stop_daemons(self.daemons)
         if self._wrote_config:
             for name in ("slurm.conf", "gres.conf"):
                 path = CONF_DIR / name
@@ -345,7 +346,7 @@ def parse_jobs(scontrol_output: str) -> list[JobRecord]:
 class JobRecorder:
     """Polls the controller while a workflow runs, because a job's GPU indices are only shown while it runs."""
 
-    def __init__(self, interval_s: float = 0.25):
+    def __init__(self, interval_s: float = 0.5):
         self.interval_s = interval_s
         self.jobs: dict[int, JobRecord] = {}
         self._stop = threading.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -96,6 +97,19 @@ def test_boundary_checks(name, data):
     clf.fit(x, y)
     with pytest.raises(ValueError, match="dimensional"):
         clf.predict(x_test[:, :-1])
+
+
+@pytest.mark.parametrize("name", ["logreg", "knn", "simpleshot"])
+def test_read_only_arrays_as_read_from_parquet_are_taken_without_warnings(name, data):
+    arrays = [a.copy() for a in data[:3]]
+    for a in arrays:
+        a.flags.writeable = False
+    x, y, x_test = arrays
+    clf = CLASSIFIERS.get(name)(Cs=[1.0], device="cpu") if name == "logreg" else CLASSIFIERS.get(name)(device="cpu")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*writ")
+        clf.fit(x, y)
+        clf.predict(x_test)
 
 
 def test_split_is_stratified_seeded_and_keeps_every_class_in_fitting():

@@ -134,6 +134,13 @@ def test_architecture_with_a_local_file(tiny_clip_architecture, tmp_path):
     assert ORG.weights_identity(spec) != before
 
 
+def test_random_init_from_a_hub_config_ignores_its_weights(hub_model):
+    images = [sample_image(9)]
+    random = encode(ORG.load(hub_spec(weights="random", seed=7)), images)
+    assert random.shape == (1, TINY_CLIP["embed_dim"])
+    assert not torch.allclose(random, reference_features(hub_model, images))
+
+
 def test_random_init_is_seeded(tiny_clip_architecture):
     spec = ModelSpec(name="r", org="open-clip", checkpoint=tiny_clip_architecture, weights="random", seed=3)
     ORG.validate(spec)

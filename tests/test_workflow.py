@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import shutil
-
 import duckdb
 import pytest
 
-from workflow_helpers import ROOT, planned_jobs, seed_download, small_config, snakemake, write_config
+from workflow_helpers import ROOT, copy_checkout, planned_jobs, seed_download, small_config, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
 
-def snapshot_package(dest):
-    """A private copy of the package: the jobs import it (PYTHONPATH), so tests can edit it."""
-    shutil.copytree(ROOT / "biobench", dest / "biobench", ignore=shutil.ignore_patterns("__pycache__"))
-    return {"PYTHONPATH": str(dest)}
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    return copy_checkout(tmp_path_factory.mktemp("checkout"))
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    return snapshot_package(tmp_path_factory.mktemp("package"))
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, animals_data, package):
+def finished(tmp_path_factory, animals_data, checkout):
     workdir = tmp_path_factory.mktemp("workflow")
     write_config(workdir, small_config())
     seed_download(workdir, animals_data)
-    snakemake(workdir, env=package)
+    snakemake(workdir, checkout=checkout)
     return workdir
 
 
@@ -46,38 +38,38 @@ def test_run_produces_every_artifact(finished):
     assert "lite0-random" in html and "https://cdn" not in html
 
 
-def test_second_run_has_nothing_to_do(finished, package):
-    result = snakemake(finished, "-n", env=package)
+def test_second_run_has_nothing_to_do(finished, checkout):
+    result = snakemake(finished, "-n", checkout=checkout)
     assert planned_jobs(result) == {}, result.stdout[-3000:]
 
 
-def test_classifier_change_refits_without_embedding(finished, package):
+def test_classifier_change_refits_without_embedding(finished, checkout):
     config = small_config(classifiers={"logreg": {"Cs": [0.1, 1.0]}})
     write_config(finished, config)
     try:
-        jobs = planned_jobs(snakemake(finished, "-n", env=package))
+        jobs = planned_jobs(snakemake(finished, "-n", checkout=checkout))
     finally:
         write_config(finished, small_config())
     assert jobs == {"fit": 2, "aggregate": 1, "report": 1, "all": 1}
 
 
-def test_added_model_runs_only_its_own_jobs(finished, package):
+def test_added_model_runs_only_its_own_jobs(finished, checkout):
     config = small_config()
     config["models"]["pixels-8"] = {"org": "pixels", "image_size": 8}
     write_config(finished, config)
     try:
-        jobs = planned_jobs(snakemake(finished, "-n", env=package))
+        jobs = planned_jobs(snakemake(finished, "-n", checkout=checkout))
     finally:
         write_config(finished, small_config())
     assert jobs == {"embed": 2, "fit": 1, "aggregate": 1, "report": 1, "all": 1}
 
 
-def test_renamed_model_recomputes_no_embedding(finished, package):
+def test_renamed_model_recomputes_no_embedding(finished, checkout):
     config = small_config()
     config["models"]["raw-pixels"] = config["models"].pop("pixels")
     write_config(finished, config)
     try:
-        jobs = planned_jobs(snakemake(finished, "-n", env=package))
+        jobs = planned_jobs(snakemake(finished, "-n", checkout=checkout))
     finally:
         write_config(finished, small_config())
     assert "embed" not in jobs and jobs.get("aggregate") == 1
@@ -93,17 +85,16 @@ def test_renamed_model_recomputes_no_embedding(finished, package):
         ("models/pixels.py", {"embed": 2, "fit": 1, "aggregate": 1, "report": 1, "all": 1}),
     ],
 )
-def test_editing_package_code_reruns_the_rules_that_use_it(finished, package, tmp_path, module, rerun):
-    shutil.copytree(package["PYTHONPATH"], tmp_path / "pkg")
-    env = {"PYTHONPATH": str(tmp_path / "pkg")}
-    assert planned_jobs(snakemake(finished, "-n", env=env)) == {}
-    with open(tmp_path / "pkg" / "biobench" / module, "a") as f:
+def test_editing_package_code_reruns_the_rules_that_use_it(finished, checkout, tmp_path, module, rerun):
+    edited = copy_checkout(tmp_path / "checkout", source=checkout)
+    assert planned_jobs(snakemake(finished, "-n", checkout=edited)) == {}
+    with open(edited / "biobench" / module, "a") as f:
         f.write("\n# an edit\n")
-    assert planned_jobs(snakemake(finished, "-n", env=env)) == rerun
+    assert planned_jobs(snakemake(finished, "-n", checkout=edited)) == rerun
 
 
-def test_snakemake_report_builds_provenance_report(finished, package):
-    snakemake(finished, "--report", "reports/provenance.html", env=package)
+def test_snakemake_report_builds_provenance_report(finished, checkout):
+    snakemake(finished, "--report", "reports/provenance.html", checkout=checkout)
     html = (finished / "reports/provenance.html").read_text()
     assert "Leaderboard" in html
 

@@ -37,10 +37,25 @@ def write_config(workdir: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+def copy_checkout(dest: Path, source: Path = ROOT) -> Path:
+    """A private copy of the workflow and the package (mtimes kept), for tests that edit code or must not see edits
+    made to the working tree while they run. Snakemake imports the package beside the Snakefile."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "biobench", "profiles"):
+        path = source / name
+        if path.is_dir():
+            shutil.copytree(path, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, checkout: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the Snakefile of `checkout`; its jobs import that checkout's package too (PYTHONPATH)."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(checkout / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--workflow-profile", "none", "--cores", "2", *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900,
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900,
                             cwd=workdir)  # not the checkout: `python -m` puts the cwd first on sys.path
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n"

@@ -112,6 +112,14 @@ def resolve_device(device: str) -> torch.device:
     return out
 
 
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A tensor on `device` holding `array`; shares memory on the CPU unless the array is read-only (as arrays
+    read zero-copy from parquet are), which torch cannot share."""
+    if array.flags.writeable:
+        return torch.from_numpy(array).to(device)
+    return torch.tensor(array, device=device)
+
+
 def check_finite(x: np.ndarray, what: str) -> None:
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).any(axis=1).sum())

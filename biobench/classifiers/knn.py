@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from biobench.classifiers.base import CLASSIFIERS, Classifier, require_positive
+from biobench.classifiers.base import CLASSIFIERS, Classifier, require_positive, to_device
 from biobench.classifiers.geometry import best_per_row, l2_normalise, squared_distances
 from biobench.errors import ConfigError
 
@@ -43,14 +43,14 @@ class KNearestNeighbours(Classifier):
         if self.params.k > len(y):
             raise ConfigError(f"knn: k={self.params.k} but there are only {len(y)} training rows; lower k")
         self.classes, labels = np.unique(y, return_inverse=True)
-        refs = torch.from_numpy(x).to(self.device)
+        refs = to_device(x, self.device)
         self.refs = l2_normalise(refs) if self.params.distance == "cosine" else refs
         self.refs_sq = self.refs.square().sum(dim=1)
-        self.labels = torch.from_numpy(labels.astype(np.int64)).to(self.device)
+        self.labels = to_device(labels.astype(np.int64), self.device)
         return {"n_train": len(y), "n_classes": len(self.classes)}
 
     def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        queries = torch.from_numpy(x).to(self.device)
+        queries = to_device(x, self.device)
         if self.params.distance == "cosine":
             queries = l2_normalise(queries)
         k, n_classes = self.params.k, len(self.classes)

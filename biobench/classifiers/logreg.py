@@ -11,7 +11,14 @@ import numpy as np
 import torch
 
 from biobench.classifiers import multinomial
-from biobench.classifiers.base import CLASSIFIERS, Classifier, check_metric, require_positive, selection_score
+from biobench.classifiers.base import (
+    CLASSIFIERS,
+    Classifier,
+    check_metric,
+    require_positive,
+    selection_score,
+    to_device,
+)
 from biobench.classifiers.split import stratified_split
 from biobench.errors import ConfigError
 
@@ -69,8 +76,8 @@ class LogisticRegression(Classifier):
                 f"logreg: the training rows all have label {self.classes[0]}; logistic regression needs at least "
                 "two classes (check the task's manifest and split)"
             )
-        rows = torch.from_numpy(x).to(self.device)
-        targets = torch.from_numpy(labels.astype(np.int64)).to(self.device)
+        rows = to_device(x, self.device)
+        targets = to_device(labels.astype(np.int64), self.device)
         record: dict[str, Any] = {"n_train": len(y), "n_features": x.shape[1], "n_classes": len(self.classes)}
         C, init = p.Cs[0], None
         if len(p.Cs) > 1:
@@ -92,7 +99,7 @@ class LogisticRegression(Classifier):
                 "logreg: every class has a single training row, so no validation rows can be held out to choose "
                 "C; give Cs a single value"
             )
-        fit_t, val_t = (torch.from_numpy(i).to(self.device) for i in (fit_idx, val_idx))
+        fit_t, val_t = (to_device(i, self.device) for i in (fit_idx, val_idx))
         scaler = Standardiser.fit(rows[fit_t])
         path = multinomial.fit_path(
             scaler(rows[fit_t]), targets[fit_t], len(self.classes), list(p.Cs), tol=p.tol, max_iter=p.max_iter
@@ -111,7 +118,7 @@ class LogisticRegression(Classifier):
         return path[best].C, (path[best].weight, path[best].bias), validation
 
     def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.scaler(torch.from_numpy(x).to(self.device))
+        rows = self.scaler(to_device(x, self.device))
         index, prob = multinomial.predict(rows, self.weight, self.bias)
         return self.classes[index], prob
 

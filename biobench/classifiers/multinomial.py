@@ -27,7 +27,7 @@ from jaxtyping import Float, Int, jaxtyped
 
 from biobench.classifiers.geometry import best_per_row
 
-HISTORY = 20  # L-BFGS memory; scipy's default (sklearn's) is 10
+HISTORY = 40  # L-BFGS memory (sklearn's scipy uses 10); a longer one took 15-30% fewer iterations over a C path
 WOLFE_DECREASE, WOLFE_CURVATURE = 1e-4, 0.9
 MAX_TRIALS = 20  # line-search trials per iteration
 
@@ -108,40 +108,64 @@ class MultinomialProblem:
 
 
 class _Memory:
-    """L-BFGS curvature pairs (s, y) and the two-loop product with the inverse-Hessian estimate."""
+    """L-BFGS curvature pairs (s, y), kept as rows of one [2m, p] buffer (S above Y) with their Gram matrix on the
+    host. The two-loop recursion then runs on m-vectors: a direction costs two matrix-vector products instead of
+    4m vector operations, which matters for kernel launches on a GPU and thread barriers on a busy CPU."""
 
-    def __init__(self, size: int):
-        self.pairs: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque(maxlen=size)
+    def __init__(self, size: int, length: int, dtype: torch.dtype, device: torch.device):
+        self.size = size
+        self.rows = torch.zeros(2 * size, length, dtype=dtype, device=device)
+        self.gram = np.zeros((2 * size, 2 * size))  # rows @ rows.T; slot i: s at i, y at size + i
+        self.order: list[int] = []  # slots in use, oldest first
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.order)
+
+    def clear(self) -> None:
+        self.order = []
 
     def push(self, s: torch.Tensor, y: torch.Tensor) -> None:
-        sy = torch.dot(s, y)
-        if sy.item() > 1e-10 * torch.dot(y, y).item():
-            self.pairs.append((s, y, 1.0 / sy))
+        sy, yy = torch.stack([torch.dot(s, y), torch.dot(y, y)]).tolist()
+        if not sy > 1e-10 * yy:  # no positive curvature along s (rounding): the pair would break the update
+            return
+        if len(self.order) == self.size:
+            slot = self.order.pop(0)
+        else:
+            slot = min(set(range(self.size)) - set(self.order))
+        m = self.size
+        self.rows[slot].copy_(s)
+        self.rows[m + slot].copy_(y)
+        products = (self.rows @ self.rows[[slot, m + slot]].T).double().cpu().numpy()
+        for column, index in ((0, slot), (1, m + slot)):
+            self.gram[:, index] = self.gram[index, :] = products[:, column]
+        self.order.append(slot)
 
     def shift_l2(self, delta_lam: float, n_weights: int) -> None:
-        """Make the pairs exact for an objective whose L2 strength changed by delta_lam."""
-        pairs = list(self.pairs)
-        self.pairs.clear()
-        for s, y, _ in pairs:
-            y[:n_weights].add_(s[:n_weights], alpha=delta_lam)
-            self.push(s, y)
+        """Make the pairs exact for an objective whose L2 strength changed by delta_lam: y += delta_lam * s_W."""
+        m = self.size
+        self.rows[m:, :n_weights].add_(self.rows[:m, :n_weights], alpha=delta_lam)
+        self.gram = (self.rows @ self.rows.T).double().cpu().numpy()
+        self.order = [i for i in self.order if self.gram[i, m + i] > 1e-10 * self.gram[m + i, m + i]]
 
     def descent_direction(self, grad: torch.Tensor) -> torch.Tensor:
-        q = -grad
-        alphas = []
-        for s, y, rho in reversed(self.pairs):
-            alpha = rho * torch.dot(s, q)
-            q.sub_(y * alpha)
-            alphas.append(alpha)
-        s, y, rho = self.pairs[-1]
-        q.mul_(1.0 / (rho * torch.dot(y, y)))
-        for (s, y, rho), alpha in zip(self.pairs, reversed(alphas)):
-            beta = rho * torch.dot(y, q)
-            q.add_(s * (alpha - beta))
-        return q
+        """-H grad by the two-loop recursion, written on the coefficients of grad, the s's and the y's."""
+        m, order = self.size, self.order
+        dots = (self.rows @ grad).double().cpu().numpy()  # s_i.g, then y_i.g
+        sy, yy = self.gram[:m, m:], self.gram[m:, m:]  # sy[i, j] = s_i.y_j
+        alpha = np.zeros(m)
+        for i in reversed(order):  # q = g - sum_{j newer than i} alpha_j y_j;  alpha_i = s_i.q / s_i.y_i
+            alpha[i] = (dots[i] - sy[i] @ alpha) / sy[i, i]
+        newest = order[-1]
+        gamma = sy[newest, newest] / yy[newest, newest]
+        beta = np.zeros(m)
+        step = np.zeros(m)  # r = gamma q + sum_{i older} step_i s_i, step_i = alpha_i - beta_i
+        for i in order:
+            y_dot_r = gamma * (dots[m + i] - yy[i] @ alpha) + sy[:, i] @ step
+            beta[i] = y_dot_r / sy[i, i]
+            step[i] = alpha[i] - beta[i]
+        coefficients = np.concatenate([-step, gamma * alpha])  # -r = -gamma g + gamma sum alpha y - sum step s
+        direction = torch.from_numpy(coefficients).to(grad) @ self.rows
+        return direction.add_(grad, alpha=-gamma)
 
 
 @jaxtyped(typechecker=beartype)
@@ -174,7 +198,7 @@ def fit_path(
         problem.logits.zero_()
     data_loss = problem.data_loss(0.0)
     data_grad = problem.data_gradient()
-    memory = _Memory(HISTORY)
+    memory = _Memory(HISTORY, problem.size, x.dtype, x.device)
     solutions = []
     lam_prev = None
     for C in sorted(Cs):
@@ -224,7 +248,7 @@ def _minimise(problem, theta, data_loss, data_grad, lam, memory, tol, max_iter):
             direction = memory.descent_direction(grad)
             slope = torch.dot(grad, direction).item()
         if direction is None or slope >= 0:  # no memory yet, or it no longer gives a descent direction
-            memory.pairs.clear()
+            memory.clear()
             direction = -grad
             slope = -torch.dot(grad, grad).item()
             t = 1.0 / math.sqrt(-slope)  # a first step of unit length, as scipy's L-BFGS-B takes
@@ -242,7 +266,7 @@ def _minimise(problem, theta, data_loss, data_grad, lam, memory, tol, max_iter):
             return value, slope_t, loss
 
         resolution = torch.finfo(theta.dtype).eps * abs(f)
-        found = _strong_wolfe(along, f, slope, t, resolution)
+        found = _line_search(along, f, slope, t, resolution)
         evaluations += found.trials
         if found.t == 0.0:
             stop = "line_search"
@@ -267,6 +291,16 @@ class _Found:
     value: float
     loss: torch.Tensor | None
     trials: int
+
+
+def _line_search(along, f0: float, slope0: float, t: float, resolution: float) -> _Found:
+    """A step satisfying the strong Wolfe conditions: judged on objective values, or on slopes alone where
+    rounding hides the objective's decrease (near the optimum in float32)."""
+    found = _strong_wolfe(along, f0, slope0, t, resolution)
+    if found.t > 0.0:
+        return found
+    more = _slope_search(along, f0, slope0, t)
+    return _Found(more.t, more.value, more.loss, found.trials + more.trials)
 
 
 def _strong_wolfe(along, f0: float, slope0: float, t: float, resolution: float) -> _Found:
@@ -323,6 +357,31 @@ def _strong_wolfe(along, f0: float, slope0: float, t: float, resolution: float) 
         return _Found(0.0, f0, None, trials)
     point = probe(best[0])  # refill the softmax at the best sufficient-decrease step
     return _Found(point[0], point[1], point[3], trials)
+
+
+def _slope_search(along, f0: float, slope0: float, t: float) -> _Found:
+    """On a convex objective phi, phi(t) - phi(0) <= t phi'(t), so any t with
+    WOLFE_CURVATURE * phi'(0) <= phi'(t) <= WOLFE_DECREASE * phi'(0) satisfies both Wolfe conditions; phi' is
+    found without the cancellation that hides small changes of phi. Brackets, then aims by secant at the t where
+    the slope is a tenth of phi'(0)."""
+    lo, lo_slope, hi, hi_slope = 0.0, slope0, math.inf, 0.0
+    for trial in range(1, MAX_TRIALS + 1):
+        value, slope, loss = along(t)
+        if WOLFE_CURVATURE * slope0 <= slope <= WOLFE_DECREASE * slope0:
+            return _Found(t, value, loss, trial)
+        if slope < WOLFE_CURVATURE * slope0:
+            lo, lo_slope = t, slope
+        else:
+            hi, hi_slope = t, slope
+        if math.isinf(hi):
+            t = 4.0 * t
+            continue
+        width = hi - lo
+        if width <= 1e-12 * hi or hi_slope <= lo_slope:  # nothing left to bracket, or slopes are rounding noise
+            return _Found(0.0, f0, None, trial)
+        secant = lo + (0.1 * slope0 - lo_slope) * width / (hi_slope - lo_slope)
+        t = min(max(secant, lo + 0.1 * width), hi - 0.1 * width)
+    return _Found(0.0, f0, None, MAX_TRIALS)
 
 
 def _cubic_minimiser(p, q) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from biobench.classifiers.base import CLASSIFIERS, Classifier
+from biobench.classifiers.base import CLASSIFIERS, Classifier, to_device
 from biobench.classifiers.geometry import best_per_row, l2_normalise, squared_distances
 
 
@@ -29,10 +29,10 @@ class SimpleShot(Classifier):
 
     def _fit(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         self.classes, labels = np.unique(y, return_inverse=True)
-        rows = torch.from_numpy(x).to(self.device)
+        rows = to_device(x, self.device)
         self.mean = rows.mean(dim=0)
         rows = l2_normalise(rows - self.mean)
-        index = torch.from_numpy(labels.astype(np.int64)).to(self.device)
+        index = to_device(labels.astype(np.int64), self.device)
         sums = torch.zeros(len(self.classes), rows.shape[1], device=self.device).index_add_(0, index, rows)
         counts = torch.bincount(index, minlength=len(self.classes)).to(rows.dtype)
         self.centroids = sums / counts[:, None]
@@ -40,7 +40,7 @@ class SimpleShot(Classifier):
         return {"n_train": len(y), "n_classes": len(self.classes)}
 
     def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        queries = l2_normalise(torch.from_numpy(x).to(self.device) - self.mean)
+        queries = l2_normalise(to_device(x, self.device) - self.mean)
 
         def nearest(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
             p = torch.softmax(-0.5 * squared_distances(queries[rows], self.centroids, self.centroids_sq), dim=1)

@@ -129,7 +129,8 @@ class PythonOrg:
     def weights_identity(self, spec: ModelSpec) -> dict[str, Any]:
         path = parse_factory_path(spec)
         import_factory(path, f"config.yaml: models.{spec.name}")
-        identity = {"module_sha256": file_identity(importlib.util.find_spec(path.module).origin)["sha256"]}
+        origin = importlib.util.find_spec(path.module).origin  # None for a namespace package: no single file
+        identity = {"module_sha256": file_identity(origin)["sha256"] if origin and os.path.isfile(origin) else ""}
         if spec.weights:
             identity["weights_sha256"] = file_identity(spec.weights)["sha256"]
         return identity

@@ -77,7 +77,7 @@ class TimmOrg:
                               "image_size instead")
         hub_id = _hub_id(spec.checkpoint)
         if hub_id is not None:
-            check_hub_id(hub_id, where, "hf-hub:timm/vit_small_patch14_reg4_dinov2.lvd142m")
+            check_hub_id(hub_id.partition("@")[0], where, "hf-hub:timm/vit_small_patch14_reg4_dinov2.lvd142m")
             if spec.weights not in ("", "random"):
                 raise ConfigError(
                     f"{where}.weights: an hf-hub: checkpoint brings its own weights, so weights must be '' or "
@@ -171,18 +171,20 @@ def _create(spec: ModelSpec, pretrained: bool, kwargs: dict[str, Any]) -> tuple[
     """The model, and whether it was built for `spec.image_size` (models without `img_size`, CNNs, are not)."""
     import timm
 
-    attempts = [{**kwargs, "img_size": spec.image_size}, kwargs] if spec.image_size else [kwargs]
-    for i, attempt in enumerate(attempts):
+    def build(**size: int) -> torch.nn.Module:
         torch.manual_seed(spec.seed)  # only random init draws from it
-        try:
-            return timm.create_model(spec.checkpoint, pretrained=pretrained, **attempt), "img_size" in attempt
-        except TypeError as err:
-            if "img_size" in str(err) and i + 1 < len(attempts):
-                continue
-            raise _load_error(spec, err) from err
-        except Exception as err:  # noqa: BLE001 - timm and the hub raise many kinds; the user needs cause and fix
-            raise _load_error(spec, err) from err
-    raise AssertionError("unreachable")
+        return timm.create_model(spec.checkpoint, pretrained=pretrained, **kwargs, **size)
+
+    try:
+        if spec.image_size:
+            try:
+                return build(img_size=spec.image_size), True
+            except TypeError as err:  # the constructor has no img_size: any size goes through
+                if "img_size" not in str(err):
+                    raise
+        return build(), False
+    except Exception as err:  # noqa: BLE001 - timm and the hub raise many kinds; the user needs cause and fix
+        raise _load_error(spec, err) from err
 
 
 def _load_error(spec: ModelSpec, err: Exception) -> ModelLoadError:

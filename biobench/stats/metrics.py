@@ -121,7 +121,8 @@ def grouped_counts(
 
 def weighted_counts(weights: np.ndarray, codes: Int[np.ndarray, " n"], n_codes: int) -> Float64[np.ndarray, "k b"]:
     """counts[c, k] = sum of weights[i, k] over the examples i with codes[i] = c (codes < 0 are left out)."""
-    return np.concatenate([counts[0] for _, counts in grouped_counts(weights, codes[None], n_codes)])
+    _, counts = next(grouped_counts(weights, codes[None], n_codes))
+    return counts[0]
 
 
 def _mean_over_present(values: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -170,11 +171,11 @@ def macro_f1(weights: Float32[np.ndarray, "n b"], sample: Sample) -> Float64[np.
 def balanced_accuracy(weights: Float32[np.ndarray, "n b"], sample: Sample) -> Float64[np.ndarray, "b m"]:
     true_codes, _, n_classes = sample.class_codes
     true_counts = weighted_counts(weights, true_codes, n_classes)
-    present = np.broadcast_to(true_counts > 0, (1, *true_counts.shape))
+    present = true_counts > 0
     out = np.empty((weights.shape[1], sample.n_models))
     for models, true_positives in grouped_counts(weights, np.where(sample.correct, true_codes, -1), n_classes):
         recall = np.divide(true_positives, true_counts, out=np.zeros_like(true_positives), where=present)
-        out[:, models] = _mean_over_present(recall, np.broadcast_to(present, recall.shape)).T
+        out[:, models] = _mean_over_present(recall, present).T
     return out
 
 

@@ -3,7 +3,8 @@
 
 rule aggregate:
     input:
-        all_predictions(),
+        predictions=all_predictions(),
+        manifests=[manifest_path(task) for task in CFG.tasks],
     output:
         db="results/biobench.duckdb",
         json="results/leaderboard.json",
@@ -13,6 +14,7 @@ rule aggregate:
         confidence=CFG.bootstrap.confidence,
         seed=CFG.bootstrap.seed,
         code=keys.code_digest("biobench.aggregate"),
+        schema=keys.resource_digest("results_schema.sql"),
     threads: 2
     resources:
         mem_mb=8000,
