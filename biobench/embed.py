@@ -22,7 +22,7 @@ from biobench.atomic import atomic_path
 from biobench.devices import claim_device, usable_cpus
 from biobench.errors import BiobenchError
 from biobench.images import open_rgb
-from biobench.models import Backbone, ModelSpec, load_backbone
+from biobench.models import ORGS, Backbone, ModelSpec, load_backbone
 
 log = logging.getLogger(__name__)
 METADATA_KEY = b"biobench"
@@ -65,6 +65,7 @@ def embed(job: EmbedJob) -> dict[str, Any]:
 
 def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     torch.set_num_threads(min(job.threads or usable_cpus(), usable_cpus()))
+    torch.set_flush_denormal(True)  # random-init networks produce denormals, which are very slow on CPUs
     manifest = pd.read_parquet(job.manifest)
     rows = manifest[manifest["split"] == job.split].reset_index(drop=True)
     if rows.empty:
@@ -97,6 +98,7 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
             seconds = time.perf_counter() - started
             metadata = {
                 "model_spec": job.spec.identity(),
+                "weights_identity": ORGS.get(job.spec.org)().weights_identity(job.spec),
                 "transform": backbone.describe_transform(),
                 "dtype": job.spec.dtype,
                 "split": job.split,

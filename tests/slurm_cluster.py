@@ -57,9 +57,20 @@ def ensure_packages() -> None:
                            f"they install them, or install them: apt-get install --no-install-recommends "
                            f"{' '.join(missing)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    _run("apt-get", "update", "-qq", timeout=300, env=env)
-    # --no-install-recommends: 8 small packages instead of 42 (hdf5, rocm-smi, ...)
-    _run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, timeout=600, env=env)
+    # Without systemd, the packages' scripts would start system-wide munged/slurmctld/slurmd (and fail the install
+    # for want of a slurm.conf); policy-rc.d answering 101 forbids that. Container images usually ship one already.
+    policy = Path("/usr/sbin/policy-rc.d")
+    own_policy = not policy.exists()
+    if own_policy:
+        policy.write_text("#!/bin/sh\n# biobench tests/slurm_cluster.py: no service starts during apt-get\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        _run("apt-get", "update", "-qq", timeout=300, env=env)
+        # --no-install-recommends: 8 small packages instead of 42 (hdf5, rocm-smi, ...)
+        _run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, timeout=600, env=env)
+    finally:
+        if own_policy:
+            policy.unlink()
 
 
 def _free_port() -> int:
@@ -70,6 +81,8 @@ def _free_port() -> int:
 
 @dataclass(frozen=True)
 class Daemon:
+    """A daemon this module started, known by its pid file."""
+
     name: str  # the process name, checked before it is signalled
     pid_file: Path
 
@@ -103,12 +116,11 @@ def is_process(pid: int, name: str) -> bool:
         return False
 
 
-def _wait_for(what: str, ready, timeout_s: float, logs: list[Path]) -> None:
+def _wait_for(what: str, ready, timeout_s: float, diagnostics) -> None:
     deadline = time.monotonic() + timeout_s
     while not ready():
         if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {log}\n{_tail(log)}" for log in logs)
-            raise ClusterError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{tails}")
+            raise ClusterError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{diagnostics()}")
         time.sleep(0.1)
 
 
@@ -146,6 +158,9 @@ class SlurmCluster:
     def logs(self) -> list[Path]:
         return [self.log_dir / name for name in ("munged.log", "slurmctld.log", "slurmd.log")]
 
+    def _log_tails(self) -> str:
+        return "\n".join(f"--- {log}\n{_tail(log)}" for log in self.logs)
+
     def __enter__(self) -> SlurmCluster:
         try:
             self.start()
@@ -161,13 +176,15 @@ class SlurmCluster:
         if os.geteuid() != 0:
             raise ClusterError("the SLURM test needs root: slurmd starts jobs as their owner and the cluster's "
                                "config must be /etc/slurm/slurm.conf; run the tests as root (CI does)")
-        ensure_packages()
         self._take_lock()
+        ensure_packages()
         self._write_config()
         self._start_munged()
-        subprocess.run(["/usr/sbin/slurmctld"], check=True, timeout=30)  # both fork and write their pid files
-        subprocess.run(["/usr/sbin/slurmd", "-N", self.node], check=True, timeout=30)
-        _wait_for(f"node {self.node} to be idle", lambda: self.node_state() == "idle", 30, self.logs)
+        for command in (["/usr/sbin/slurmctld"], ["/usr/sbin/slurmd", "-N", self.node]):
+            result = subprocess.run(command, capture_output=True, text=True, timeout=30)  # they fork, write pid files
+            if result.returncode != 0:
+                raise ClusterError(f"{command[0]} did not start: {result.stderr.strip()}\n{self._log_tails()}")
+        _wait_for(f"node {self.node} to be idle", lambda: self.node_state() == "idle", 30, self._log_tails)
 
     def stop(self) -> None:
         """Cancel every job of this cluster, stop the daemons by PID, remove the config this cluster wrote."""
@@ -287,7 +304,7 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 ["unmunge", f"--socket={self.munge_socket}"], input=cred.stdout, capture_output=True,
                 timeout=10).returncode == 0
 
-        _wait_for("munged", munge_works, 20, self.logs)
+        _wait_for("munged", munge_works, 20, self._log_tails)
 
 
 def _wait_for_quietly(ready, timeout_s: float) -> None:
@@ -301,26 +318,28 @@ class JobRecord:
     """One SLURM job as the controller reports it (`scontrol show job -d`)."""
 
     job_id: int
-    name: str
-    comment: str
+    workdir: str
+    comment: str  # the plugin's rule_<rule>_wildcards_<wildcards>
     state: str
     start: str
     end: str
+    cpus: int
     gpu_request: str  # TresPerJob (--gpus) or TresPerNode (--gres), e.g. "gres:gpu:1"; "" without a GPU request
     gpus_allocated: str  # JOB_GRES, e.g. "gpu:fake:1"; "" without GPUs
     gpu_indices: frozenset[int] = frozenset()  # seen only while the job runs
 
     @property
     def rule(self) -> str:
-        return re.match(r"rule_(\w+?)(_wildcards_|$)", self.comment)[1]
+        match = re.match(r"rule_(\w+?)(_wildcards_|$)", self.comment)
+        return match[1] if match else ""
 
     @property
     def wildcards(self) -> str:
         return self.comment.partition("_wildcards_")[2]
 
 
-_FIELDS = {"job_id": r"JobId=(\d+)", "name": r"JobName=(\S*)", "comment": r"Comment=(\S*)",
-           "state": r"JobState=(\S+)", "start": r"StartTime=(\S+)", "end": r"EndTime=(\S+)",
+_FIELDS = {"job_id": r"JobId=(\d+)", "workdir": r"WorkDir=(\S*)", "comment": r"Comment=(\S*)",
+           "state": r"JobState=(\S+)", "start": r"StartTime=(\S+)", "end": r"EndTime=(\S+)", "cpus": r"NumCPUs=(\d+)",
            "gpu_request": r"TresPer(?:Job|Node)=(\S+)", "gpus_allocated": r"JOB_GRES=(\S+)"}
 
 
@@ -333,7 +352,7 @@ def parse_jobs(scontrol_output: str) -> list[JobRecord]:
         for name, pattern in _FIELDS.items():
             match = re.search(pattern, line)
             values[name] = match[1] if match and match[1] != "(null)" else ""
-        values["job_id"] = int(values["job_id"])
+        values["job_id"], values["cpus"] = int(values["job_id"]), int(values["cpus"])
         indices = set()
         for spec in re.findall(r"GRES=\S*\(IDX:([\d,-]+)\)", line):
             for part in spec.split(","):

@@ -123,7 +123,14 @@ def test_protocol_fits_selects_and_predicts():
     best = max(per_C, key=lambda r: r["score"])
     assert summary["C"] == best["C"] and summary["refit"]["C"] == best["C"]
     assert summary["validation"]["n_val"] == pytest.approx(0.2 * len(y), abs=6)
-    assert summary["refit"]["stop"] in ("gtol", "line_search") and summary["refit"]["grad_max"] < 1e-5
+    assert summary["tol"] == 1e-4  # min(1e-4, 1e-3 / 6 classes)
+    assert summary["refit"]["stop"] in ("gtol", "line_search") and summary["refit"]["grad_max"] <= summary["tol"]
+
+
+def test_default_tolerance_tightens_with_the_number_of_classes():
+    params = CLASSIFIERS.get("logreg").Params
+    assert params().tol_for(10) == 1e-4 and params().tol_for(1000) == pytest.approx(1e-6)
+    assert params(tol=1e-8).tol_for(1000) == 1e-8
 
 
 def test_chosen_C_never_depends_on_the_test_rows():

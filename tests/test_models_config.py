@@ -53,10 +53,11 @@ def test_bad_model_entries_fail_config_validation(entry, expected):
 
 
 @pytest.mark.workflow
-def test_dry_run_plans_the_tutorial_models_without_their_weights(tmp_path):
+def test_dry_run_plans_the_tutorial_models_without_their_weights(tmp_path, monkeypatch):
     write_config(tmp_path, tutorial_config())
-    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-hf-cache")}
-    result = snakemake(tmp_path, "-n", env=env)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    result = snakemake(tmp_path, "-n")
     jobs = planned_jobs(result)
     assert jobs["embed"] == 2 * len(tutorial_config()["models"]) and jobs["fit"] == len(tutorial_config()["models"])
     assert "hf download imageomics/bioclip" in result.stderr

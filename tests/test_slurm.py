@@ -32,8 +32,8 @@ from slurm_cluster import CONF_DIR, JobRecord, JobRecorder, SlurmCluster, is_pro
 from workflow_helpers import ROOT, seed_download, small_config, snakemake, snakemake_command, write_config
 
 PROFILE = ROOT / "profiles/slurm"
-TEST_OVERRIDES = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1")
-RUN_TIMEOUT_S = 600  # a hang guard; both runs together take about two minutes on two idle cores
+TEST_OVERRIDES = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5")
+RUN_TIMEOUT_S = 600  # a hang guard: both runs together take about 4 minutes on a busy 2-core machine
 CANCEL_AFTER_S = 5  # the cancelled job has been running this long: Snakemake is at work inside it
 
 
@@ -109,7 +109,7 @@ def test_cluster_is_stopped_by_pid_when_the_code_using_it_fails():
             assert all(started.values()) and cluster.node_state() == "idle"
             raise RuntimeError("a failing test")
     assert not [name for name, pid in started.items() if is_process(pid, name)]
-    assert not (CONF_DIR / "slurm.conf").exists()
+    assert not (CONF_DIR / "slurm.conf").exists() and not cluster.state_dir.exists()
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +136,14 @@ class ClusterRuns:
     rerun_jobs: list[JobRecord]
 
 
-def _embeds_running(recorder: JobRecorder) -> list[JobRecord]:
-    return sorted((job for job in list(recorder.jobs.values()) if job.rule == "embed" and job.state == "RUNNING"),
+def _jobs_of(recorder: JobRecorder, workdir: Path) -> list[JobRecord]:
+    """The recorded jobs of the workflow in workdir (any other job on this cluster is not ours to judge)."""
+    return sorted((job for job in list(recorder.jobs.values()) if Path(job.workdir) == workdir),
                   key=lambda job: job.job_id)
+
+
+def _embeds_running(recorder: JobRecorder, workdir: Path) -> list[JobRecord]:
+    return [job for job in _jobs_of(recorder, workdir) if job.rule == "embed" and job.state == "RUNNING"]
 
 
 def _seconds_running(job: JobRecord) -> float:
@@ -167,7 +172,7 @@ def local_run(tmp_path_factory, animals_data):
 
 @pytest.fixture(scope="module")
 def cluster_runs(cluster, local_run, tmp_path_factory, animals_data) -> ClusterRuns:
-    workdir = tmp_path_factory.mktemp("slurm-workflow")
+    workdir = tmp_path_factory.mktemp("slurm-workflow").resolve()
     write_config(workdir, small_config())
     seed_download(workdir, animals_data)
     command = snakemake_command(workdir, "--profile", str(PROFILE), *TEST_OVERRIDES)
@@ -178,7 +183,8 @@ def cluster_runs(cluster, local_run, tmp_path_factory, animals_data) -> ClusterR
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + RUN_TIMEOUT_S
-            while len(running := _embeds_running(first)) < 2 or _seconds_running(running[-1]) < CANCEL_AFTER_S:
+            while (len(running := _embeds_running(first, workdir)) < 2
+                   or _seconds_running(running[-1]) < CANCEL_AFTER_S):
                 if run.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"two embed jobs never ran at once; snakemake said:\n{run.communicate()[0][-6000:]}")
                 time.sleep(0.2)
@@ -198,8 +204,8 @@ def cluster_runs(cluster, local_run, tmp_path_factory, animals_data) -> ClusterR
     (workdir / "rerun.log").write_text(rerun.stdout)
     assert rerun.returncode == 0, f"the resumed SLURM run failed:\n{rerun.stdout[-8000:]}"
     print(f"\nSLURM runs (interrupted and resumed) took {time.perf_counter() - start:.0f} s")
-    return ClusterRuns(workdir, interrupted, first.jobs[cancelled.job_id], list(first.jobs.values()), rerun,
-                       [job for job_id, job in second.jobs.items() if job_id not in first.jobs])
+    return ClusterRuns(workdir, interrupted, first.jobs[cancelled.job_id], _jobs_of(first, workdir), rerun,
+                       [job for job in _jobs_of(second, workdir) if job.job_id not in first.jobs])
 
 
 def _embeds(jobs: list[JobRecord]) -> list[JobRecord]:
@@ -244,6 +250,14 @@ def test_embed_jobs_asked_for_and_got_one_gpu(cluster_runs):
             assert len(job.gpu_indices) == 1 or job.state != "COMPLETED", job
         else:
             assert not job.gpu_request and not job.gpus_allocated, job
+
+
+@on_cluster
+def test_jobs_get_the_profiles_cpus_whatever_the_submitting_machine_has(cluster_runs):
+    """profiles/default (`cores: all`) caps a job's threads at this machine's cores; the requests must not shrink."""
+    jobs = cluster_runs.first_jobs + cluster_runs.rerun_jobs
+    cpus = {(job.rule, job.cpus) for job in jobs if job.state == "COMPLETED"}
+    assert cpus == {("embed", 8), ("fit", 4)}  # cpus_per_gpu and cpus_per_task in profiles/slurm
 
 
 def _interval(job: JobRecord) -> tuple[datetime.datetime, datetime.datetime]:

@@ -14,7 +14,11 @@ TASKS = ("newt", "kabr", "plantnet", "iwildcam", "imagenet1k")
 
 def tutorial_config(imagenet_dir) -> dict:
     return {
-        "models": {"pixels-16": {"org": "pixels", "image_size": 16}, "pixels-32": {"org": "pixels", "image_size": 32}},
+        "models": {  # the tutorial's two models; offline with an empty hub cache, the DAG is still planned
+            "bioclip": {"org": "open-clip", "checkpoint": "hf-hub:imageomics/bioclip", "dtype": "bfloat16"},
+            "dinov2-b14-reg": {"org": "timm", "checkpoint": "vit_base_patch14_reg4_dinov2.lvd142m",
+                               "image_size": 224, "dtype": "bfloat16"},
+        },
         "tasks": {**{task: {} for task in TASKS}, "imagenet1k": {"datadir": str(imagenet_dir)}},
         "classifiers": {"svm": {"n_iter": 10}, "logreg": {"Cs": [0.01, 1.0]}},
         "bootstrap": {"resamples": 200},

@@ -140,9 +140,17 @@ def selection_score(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> floa
     return float(f1_score(y_true, y_pred, average="macro"))
 
 
-def require_positive(name: str, value: float | int, what: str) -> None:
-    if not value > 0:
-        raise ConfigError(f"{what}: {name} must be > 0, got {value!r}")
+def require_positive(name: str, value: Any, what: str) -> None:
+    if not is_number(value) or not value > 0:
+        raise ConfigError(f"{what}: {name} must be a number > 0, got {value!r}{yaml_hint(value)}")
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def yaml_hint(value: Any) -> str:
+    return " (YAML reads 1e-6 as text: write 1.0e-6)" if isinstance(value, str) else ""
 
 
 def to_json(value: Any) -> Any:

@@ -59,7 +59,8 @@ class KNearestNeighbours(Classifier):
             if self.params.distance == "cosine":
                 nearest = (queries[rows] @ self.refs.T).topk(k, dim=1).indices
             else:
-                nearest = squared_distances(queries[rows], self.refs, self.refs_sq).topk(k, dim=1, largest=False).indices
+                distances = squared_distances(queries[rows], self.refs, self.refs_sq)
+                nearest = distances.topk(k, dim=1, largest=False).indices
             votes = torch.zeros(nearest.shape[0], n_classes, device=self.device)
             votes.scatter_add_(1, self.labels[nearest], torch.ones_like(nearest, dtype=votes.dtype))
             count, winner = votes.max(dim=1)

@@ -15,9 +15,11 @@ from biobench.classifiers.base import (
     CLASSIFIERS,
     Classifier,
     check_metric,
+    is_number,
     require_positive,
     selection_score,
     to_device,
+    yaml_hint,
 )
 from biobench.classifiers.split import stratified_split
 from biobench.errors import ConfigError
@@ -36,24 +38,35 @@ class LogRegParams:
     the quantity sklearn's `tol` bounds for lbfgs. sklearn's default, 1e-4, is loose when there are many classes
     (gradient entries shrink like 1 / n_classes): at 1,000 classes it stops after 2-3 iterations, far from the
     optimum, and every C above some value returns the same early-stopped fit. In float32 a fit can also stop at
-    the precision floor before reaching tol (stop "line_search"), which is as converged as float32 allows."""
+    the precision floor before reaching tol (stop "line_search"), which is as converged as float32 allows.
+    The default (None) scales with the classes: min(1e-4, 1e-3 / n_classes), sklearn's 1e-4 up to 10 classes and
+    1e-6 at 1,000."""
 
     Cs: tuple[float, ...] = DEFAULT_CS
     val_fraction: float = 0.2
     max_iter: int = 1000
-    tol: float = 1e-6
+    tol: float | None = None
 
     def __post_init__(self) -> None:
         Cs = self.Cs if isinstance(self.Cs, (list, tuple)) else (self.Cs,)
-        if not Cs or not all(isinstance(c, (int, float)) and math.isfinite(c) and c > 0 for c in Cs):
-            raise ConfigError(f"classifier 'logreg': Cs must be a non-empty list of positive numbers, got {self.Cs!r}")
+        if not Cs or not all(is_number(c) and math.isfinite(c) and c > 0 for c in Cs):
+            hint = next((yaml_hint(c) for c in Cs if isinstance(c, str)), "")
+            raise ConfigError(
+                f"classifier 'logreg': Cs must be a non-empty list of positive numbers, got {self.Cs!r}{hint}"
+            )
         object.__setattr__(self, "Cs", tuple(sorted(float(c) for c in set(Cs))))
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"classifier 'logreg': val_fraction must be between 0 and 1, got {self.val_fraction!r}")
+        if not (is_number(self.val_fraction) and 0.0 < self.val_fraction < 1.0):
+            raise ConfigError(
+                f"classifier 'logreg': val_fraction must be a number between 0 and 1, got {self.val_fraction!r}"
+            )
         if not isinstance(self.max_iter, int):
             raise ConfigError(f"classifier 'logreg': max_iter must be an integer, got {self.max_iter!r}")
         require_positive("max_iter", self.max_iter, "classifier 'logreg'")
-        require_positive("tol", self.tol, "classifier 'logreg'")
+        if self.tol is not None:
+            require_positive("tol", self.tol, "classifier 'logreg'")
+
+    def tol_for(self, n_classes: int) -> float:
+        return self.tol if self.tol is not None else min(1e-4, 1e-3 / n_classes)
 
 
 @CLASSIFIERS.register("logreg")
@@ -78,13 +91,15 @@ class LogisticRegression(Classifier):
             )
         rows = to_device(x, self.device)
         targets = to_device(labels.astype(np.int64), self.device)
-        record: dict[str, Any] = {"n_train": len(y), "n_features": x.shape[1], "n_classes": len(self.classes)}
+        self.tol = p.tol_for(len(self.classes))
+        record: dict[str, Any] = {"n_train": len(y), "n_features": x.shape[1], "n_classes": len(self.classes),
+                                  "tol": self.tol}
         C, init = p.Cs[0], None
         if len(p.Cs) > 1:
             C, init, record["validation"] = self._choose_C(rows, targets, labels)
         self.scaler = Standardiser.fit(rows)
         final = multinomial.fit_path(
-            self.scaler(rows), targets, len(self.classes), [C], tol=p.tol, max_iter=p.max_iter, init=init
+            self.scaler(rows), targets, len(self.classes), [C], tol=self.tol, max_iter=p.max_iter, init=init
         )[0]
         self.weight, self.bias = final.weight, final.bias
         record["C"] = C
@@ -102,7 +117,7 @@ class LogisticRegression(Classifier):
         fit_t, val_t = (to_device(i, self.device) for i in (fit_idx, val_idx))
         scaler = Standardiser.fit(rows[fit_t])
         path = multinomial.fit_path(
-            scaler(rows[fit_t]), targets[fit_t], len(self.classes), list(p.Cs), tol=p.tol, max_iter=p.max_iter
+            scaler(rows[fit_t]), targets[fit_t], len(self.classes), list(p.Cs), tol=self.tol, max_iter=p.max_iter
         )
         x_val = scaler(rows[val_t])
         scores = [

@@ -11,6 +11,9 @@ Two things make it cheap. Logits are linear in the parameters, so after one matr
 every line-search trial is elementwise work: an iteration costs two matrix products however many trials it takes.
 And the L2 term's Hessian is lam * I, so when the path moves to the next C the stored curvature pairs stay exact
 after adding (lam' - lam) * s to each y: the sweep continues with its L-BFGS memory instead of restarting.
+
+float32 is enough: near the optimum, rounding hides the objective's decrease before the gradient meets `tol`, so
+the line search then judges steps by the slope along the line alone, which convexity makes sufficient.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class Solution:
     grad_max: float  # largest |entry| of the gradient of `objective`, the quantity `tol` bounds
     iterations: int
     evaluations: int  # loss evaluations, line-search trials included (each is elementwise work, no matmul)
-    stop: str  # "gtol" (converged), "max_iter" or "line_search" (no decrease left at this precision)
+    stop: str  # "gtol" (converged), "max_iter" or "line_search" (no step found: the precision floor)
     seconds: float
 
     @property
