@@ -59,13 +59,16 @@ class _Images(torch.utils.data.Dataset):
 
 def embed(job: EmbedJob) -> dict[str, Any]:
     """Embed every example of `job.split`; returns the metadata it stored in the parquet file."""
-    with claim_device(job.device) as device:
-        return _embed_on(job, device)
+    torch.set_flush_denormal(True)  # random-init networks produce denormals, which are very slow on CPUs
+    try:
+        with claim_device(job.device) as device:
+            return _embed_on(job, device)
+    finally:
+        torch.set_flush_denormal(False)  # processor-wide state: leave it as torch starts
 
 
 def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     torch.set_num_threads(min(job.threads or usable_cpus(), usable_cpus()))
-    torch.set_flush_denormal(True)  # random-init networks produce denormals, which are very slow on CPUs
     manifest = pd.read_parquet(job.manifest)
     rows = manifest[manifest["split"] == job.split].reset_index(drop=True)
     if rows.empty:

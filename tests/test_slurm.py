@@ -229,8 +229,8 @@ def test_rerun_submits_only_the_missing_jobs(cluster_runs):
     assert len(every_embed) == 2 * len(small_config()["models"]) and embedded  # a train and a test split per model
     assert {job.wildcards for job in _embeds(cluster_runs.rerun_jobs)} == every_embed - embedded
     submitted = collections.Counter(job.rule for job in cluster_runs.rerun_jobs)
-    assert submitted == {"embed": len(every_embed - embedded), "fit": len(small_config()["models"])}
-    assert _jobs_started(cluster_runs.rerun.stdout, "rule") == submitted
+    assert _jobs_started(cluster_runs.rerun.stdout, "rule") == submitted  # each cluster job submitted once
+    assert submitted["embed"] == len(every_embed - embedded) and submitted["fit"] == len(small_config()["models"])
     assert not {"download", "manifest"} & set(_jobs_started(cluster_runs.rerun.stdout))
 
 
@@ -255,9 +255,10 @@ def test_embed_jobs_asked_for_and_got_one_gpu(cluster_runs):
 @on_cluster
 def test_jobs_get_the_profiles_cpus_whatever_the_submitting_machine_has(cluster_runs):
     """profiles/default (`cores: all`) caps a job's threads at this machine's cores; the requests must not shrink."""
-    jobs = cluster_runs.first_jobs + cluster_runs.rerun_jobs
-    cpus = {(job.rule, job.cpus) for job in jobs if job.state == "COMPLETED"}
-    assert cpus == {("embed", 8), ("fit", 4)}  # cpus_per_gpu and cpus_per_task in profiles/slurm
+    requested = {"embed": 8, "fit": 4, "aggregate": 4, "report": 2}  # cpus_per_gpu / cpus_per_task in the profile
+    completed = [job for job in cluster_runs.first_jobs + cluster_runs.rerun_jobs if job.state == "COMPLETED"]
+    assert {job.rule for job in completed} >= {"embed", "fit"}
+    assert all(job.cpus == requested[job.rule] for job in completed), completed
 
 
 def _interval(job: JobRecord) -> tuple[datetime.datetime, datetime.datetime]:
