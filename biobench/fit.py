@@ -80,8 +80,7 @@ def fit_and_predict(job: FitJob) -> dict[str, Any]:
         "manifest": str(Path(job.manifest).resolve()),
         "manifest_sha256": manifest_sha,
         "n_train": len(y_train),
-        "embedding": {k: eval_meta[k] for k in ("device", "images_per_s", "seconds", "dtype")}
-        | {"train_seconds": train_meta["seconds"]},
+        "embedding": embedding_cost(train_meta, eval_meta),
         "fit": {"seconds": round(seconds, 3)},
         "provenance": provenance.record(),
         **job.keys,
@@ -102,6 +101,14 @@ def fit_and_predict(job: FitJob) -> dict[str, Any]:
     log.info("%s on %s: %s fitted in %.1f s; accuracy %.4f", metadata["model"], job.task, job.classifier,
              seconds, float((y_pred == y_eval).mean()))
     return metadata
+
+
+def embedding_cost(*metas: dict[str, Any]) -> dict[str, Any]:
+    """What embedding the splits this run uses cost: images, device seconds and the resulting images/s."""
+    images = sum(m["n_images"] for m in metas)
+    seconds = sum(m["seconds"] for m in metas)
+    return {"device": metas[-1]["device"], "dtype": metas[-1]["dtype"], "images": images,
+            "seconds": round(seconds, 3), "images_per_s": round(images / seconds, 2) if seconds else None}
 
 
 def _make_classifier(job: FitJob, metric: str):

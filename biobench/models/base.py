@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import torch
-from jaxtyping import Float, jaxtyped
-from beartype import beartype
+from jaxtyping import Float
 
 from biobench.registry import Registry
 
@@ -60,7 +59,3 @@ class Org(Protocol):
 
 ORGS: Registry[type[Org]] = Registry("model org")
 
-
-@jaxtyped(typechecker=beartype)
-def check_features(features: Float[torch.Tensor, "b d"]) -> Float[torch.Tensor, "b d"]:
-    return features
