@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from debian import apt_install
+
 INSTALL = "apt-get update && apt-get install -y chromium"
 EXECUTABLES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = (
@@ -53,10 +55,7 @@ def find_chromium() -> str:
             if path:
                 return path
         if attempt == 0 and os.geteuid() == 0 and shutil.which("apt-get"):
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], env=env,
-                           capture_output=True, timeout=1200)
+            apt_install(["chromium"])
     raise ChromiumMissing(
         f"headless Chromium is needed to check the report but none of {', '.join(EXECUTABLES)} is on PATH; "
         f"install it with `{INSTALL}` (Debian/Ubuntu), or set BIOBENCH_CHROMIUM to a Chromium/Chrome executable."

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from debian import apt_install
+
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 CONF_DIR = Path("/etc/slurm")
 MARKER = "# Written by biobench tests/slurm_cluster.py for a test cluster; removed when the test ends."
@@ -56,21 +58,7 @@ def ensure_packages() -> None:
         raise ClusterError(f"the SLURM test needs the packages {' '.join(missing)}; run the tests as root so that "
                            f"they install them, or install them: apt-get install --no-install-recommends "
                            f"{' '.join(missing)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # Without systemd, the packages' scripts would start system-wide munged/slurmctld/slurmd (and fail the install
-    # for want of a slurm.conf); policy-rc.d answering 101 forbids that. Container images usually ship one already.
-    policy = Path("/usr/sbin/policy-rc.d")
-    own_policy = not policy.exists()
-    if own_policy:
-        policy.write_text("#!/bin/sh\n# biobench tests/slurm_cluster.py: no service starts during apt-get\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        _run("apt-get", "update", "-qq", timeout=300, env=env)
-        # --no-install-recommends: 8 small packages instead of 42 (hdf5, rocm-smi, ...)
-        _run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, timeout=600, env=env)
-    finally:
-        if own_policy:
-            policy.unlink()
+    apt_install(missing)  # --no-install-recommends: 8 small packages instead of 42 (hdf5, rocm-smi, ...)
 
 
 def _free_port() -> int:
