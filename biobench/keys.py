@@ -107,4 +107,4 @@ def _source_hash(module: str) -> str:
 
 def resource_digest(name: str) -> str:
     """Hash of a data file shipped in the package (e.g. the results schema), for a rule that reads it."""
-    return short_hash(hashlib.sha256((Path(__file__).parent / name).read_bytes()).hexdigest())
+    return hashlib.sha256((Path(__file__).parent / name).read_bytes()).hexdigest()[:HASH_CHARS]

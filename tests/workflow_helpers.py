@@ -53,8 +53,7 @@ def copy_checkout(dest: Path, source: Path = ROOT) -> Path:
 def snakemake(workdir: Path, *args: str, checkout: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
     """Run the Snakefile of `checkout`; its jobs import that checkout's package too (PYTHONPATH)."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(checkout / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--workflow-profile", "none", "--cores", "2", *args]
+    cmd = snakemake_command(workdir, "--workflow-profile", "none", "--cores", "2", *args, checkout=checkout)
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900,
                             cwd=workdir)  # not the checkout: `python -m` puts the cwd first on sys.path
     if check and result.returncode != 0:
@@ -87,7 +86,7 @@ def seed_download(workdir: Path, animals_data: Path) -> None:
         shutil.copy2(wheel, dest / wheel.name)
 
 
-def snakemake_command(workdir: Path, *args: str) -> list[str]:
+def snakemake_command(workdir: Path, *args: str, checkout: Path = ROOT) -> list[str]:
     """The CLI as a user runs it on this workdir: profiles/default applies and nothing is added (no --cores)."""
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+    return [sys.executable, "-m", "snakemake", "-s", str(checkout / "Snakefile"), "--directory", str(workdir),
             "--configfile", str(workdir / "config.yaml"), *args]
