@@ -30,6 +30,9 @@ class EmbedSettings:
     device: str
     num_workers: int
     log_every_s: float
+    decode: str
+    pixel_cache_dir: str
+    pixel_cache_max_gb: float
 
 
 @dataclass(frozen=True)
@@ -149,9 +152,19 @@ def _describe(error: jsonschema.ValidationError) -> str:
             f"config.yaml: {where} must be {' or '.join(kinds)}, got {error.instance!r} "
             f"({type(error.instance).__name__})"
         )
-    if error.validator == "required":
-        return f"config.yaml: {where}: {error.message}"
+    if error.validator == "anyOf":
+        choices = " or ".join(_describe_choice(c) for c in error.validator_value)
+        return f"config.yaml: {where} is {error.instance!r}; it must be {choices}"
     return f"config.yaml: {where}: {error.message}"
+
+
+def _describe_choice(schema: dict[str, Any]) -> str:
+    if "const" in schema:
+        return repr(schema["const"])
+    text = f"{'an' if schema.get('type') == 'integer' else 'a'} {schema.get('type', 'value')}"
+    if "minimum" in schema:
+        text += f" >= {schema['minimum']}"
+    return text
 
 
 def _validator_filling_defaults(schema: dict[str, Any]) -> jsonschema.protocols.Validator:

@@ -14,23 +14,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from beartype import beartype
-from jaxtyping import Float, jaxtyped
 
-from biobench import provenance
+from biobench import pixel_sources, preprocess, provenance
 from biobench.atomic import atomic_path
 from biobench.devices import claim_device, usable_cpus
+from biobench.encoder import Encoder, OutOfGpuMemory, choose_batch_size, device_name
 from biobench.errors import BiobenchError
 from biobench.images import open_rgb
-from biobench.models import ORGS, Backbone, ModelSpec, load_backbone
+from biobench.models import ORGS, ModelSpec, load_backbone
+from biobench.pixel_cache import PixelCache
+from biobench.preprocess import PixelPlan
+
+__all__ = ["EmbedJob", "OutOfGpuMemory", "embed", "read_embeddings", "read_metadata"]
 
 log = logging.getLogger(__name__)
 METADATA_KEY = b"biobench"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class OutOfGpuMemory(BiobenchError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -44,17 +43,9 @@ class EmbedJob:
     log_every_s: float = 10.0
     frame_pooling: str = ""  # for examples made of several frames: "max" or "mean"
     threads: int = 0  # torch threads for the forward pass on the CPU; 0 = every usable core
-
-
-class _Images(torch.utils.data.Dataset):
-    def __init__(self, paths: list[str], transform):
-        self.paths, self.transform = paths, transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        return self.transform(open_rgb(self.paths[i])), i
+    decode: str = "auto"  # "auto": on the device when it is a GPU; "device"; "workers" (PIL in loader processes)
+    pixel_cache: Path | None = None  # folder of the decoded-pixel cache (biobench/pixel_cache.py); None = no cache
+    pixel_cache_max_gb: float = 20.0  # splits whose pixels take more are not cached
 
 
 def embed(job: EmbedJob) -> dict[str, Any]:
@@ -69,6 +60,8 @@ def embed(job: EmbedJob) -> dict[str, Any]:
 
 def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     torch.set_num_threads(min(job.threads or usable_cpus(), usable_cpus()))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     manifest = pd.read_parquet(job.manifest)
     rows = manifest[manifest["split"] == job.split].reset_index(drop=True)
     if rows.empty:
@@ -76,28 +69,32 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     frames = rows["frames"].tolist() if "frames" in rows else [[p] for p in rows["path"]]
     paths = [p for example in frames for p in example]
     owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    manifest_sha256 = provenance.sha256_file(job.manifest)
 
     backbone = load_backbone(job.spec)
     backbone.to(device)
-    loader = torch.utils.data.DataLoader(
-        _Images(paths, backbone.make_transform()), batch_size=job.spec.batch_size, num_workers=job.num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=False,
-    )
+    pixel_plan = preprocess.plan(backbone.make_transform())
+    encoder = Encoder(backbone, device, DTYPES[job.spec.dtype], pixel_plan.finish, chunk=1)
+    sample = pixel_plan.pixels(open_rgb(paths[0]))
+    encoder.chunk = batch_size = choose_batch_size(job.spec.batch_size, encoder, sample)
+    source, batches, filler = _pixel_source(job, pixel_plan, paths, manifest_sha256, batch_size, device)
+
     started = time.perf_counter()
     progress = _Progress(len(paths), job.log_every_s)
     pooler = _FramePooler(rows["example_id"].tolist(), owner, job.frame_pooling)
-    schema = None
     with atomic_path(job.out) as tmp:
-        writer = None
+        writer = _Writer(tmp)
         try:
-            for images, index in loader:
-                features = encode_with_backoff(backbone, images, device, DTYPES[job.spec.dtype])
-                for table in pooler.add(features, index.numpy()):
-                    if writer is None:
-                        schema = table.schema
-                        writer = pq.ParquetWriter(tmp, schema)
-                    writer.write_table(table)
+            for batch, index in batches:
+                if filler is not None:
+                    filler.add(index, batch.cpu().numpy())
+                for features, done_index in encoder.submit(batch, index):
+                    writer.write(pooler.add(features, done_index))
                 progress.update(len(index))
+            for features, done_index in encoder.drain():
+                writer.write(pooler.add(features, done_index))
+            if filler is not None:
+                filler.commit()
             seconds = time.perf_counter() - started
             metadata = {
                 "model_spec": job.spec.identity(),
@@ -106,60 +103,80 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
                 "dtype": job.spec.dtype,
                 "split": job.split,
                 "manifest": str(job.manifest),
-                "manifest_sha256": provenance.sha256_file(job.manifest),
+                "manifest_sha256": manifest_sha256,
                 "n_examples": len(rows),
                 "n_images": len(paths),
-                "dim": int(schema.field("embedding").type.list_size),
+                "dim": writer.dim,
                 "frame_pooling": job.frame_pooling,
                 "device": device_name(device),
+                "pixels": {"source": source, "pixel_stage": list(pixel_plan.description)},
+                "batch_size": batch_size,
+                "batch_size_at_end": encoder.chunk,
                 "seconds": round(seconds, 3),
                 "images_per_s": round(len(paths) / seconds, 2),
                 "provenance": provenance.record(),
             }
-            writer.add_key_value_metadata({METADATA_KEY: json.dumps(metadata).encode()})
+            writer.finish({METADATA_KEY: json.dumps(metadata).encode()})
         finally:
-            if writer is not None:
-                writer.close()
-    log.info("embedded %d images in %.1f s (%.1f images/s) on %s", len(paths), seconds, len(paths) / seconds,
-             metadata["device"])
+            writer.close()
+            if filler is not None:
+                filler.abort()
+    log.info("embedded %d images in %.1f s (%.1f images/s) on %s, pixels from %s", len(paths), seconds,
+             len(paths) / seconds, metadata["device"], source)
     return metadata
 
 
-def encode_with_backoff(backbone: Backbone, images: torch.Tensor, device: torch.device,
-                        dtype: torch.dtype) -> np.ndarray:
-    """Encode a batch; on running out of GPU memory, split it in halves and retry down to single images."""
-    try:
-        return _encode(backbone, images, device, dtype)
-    except torch.cuda.OutOfMemoryError:
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        if len(images) == 1:
-            raise OutOfGpuMemory(
-                f"out of GPU memory on {device_name(device)} even for a single image "
-                f"({tuple(images.shape[1:])}); use a smaller image_size, dtype bfloat16, or a larger GPU"
-            ) from None
-        half = len(images) // 2
-        log.warning("out of GPU memory at batch %d; retrying in halves of %d", len(images), half)
-        return np.concatenate([encode_with_backoff(backbone, images[:half], device, dtype),
-                               encode_with_backoff(backbone, images[half:], device, dtype)])
+def _pixel_source(job: EmbedJob, plan: PixelPlan, paths: list[str], manifest_sha256: str, batch_size: int,
+                  device: torch.device):
+    """(name, batches, cache filler or None): cached pixels if there are any, else decoding as `job.decode` says."""
+    on_device = job.decode == "device" or (job.decode == "auto" and device.type == "cuda")
+    if on_device and plan.tensor_ops is None:
+        if job.decode == "device":
+            log.warning("embed.decode is 'device', but the transform's pixel stage (%s) is not plain resize and "
+                        "crop; decoding with PIL in the loader workers", " | ".join(plan.description))
+        on_device = False
+    decoder = f"tensor-{device.type}" if on_device else "pil"
+    cache = None
+    if job.pixel_cache and job.pixel_cache_max_gb > 0 and plan.cache_key:
+        cache = PixelCache(job.pixel_cache, job.pixel_cache_max_gb)
+    pin = device.type == "cuda"
+    if cache is not None:
+        for candidate in ("pil", decoder):  # PIL's pixels are the reference; either decoder's are good to read
+            key = cache.key(manifest_sha256=manifest_sha256, split=job.split, pixel_stage=plan.cache_key,
+                            decoder=candidate)
+            pixels = cache.read(key, len(paths))
+            if pixels is not None:
+                log.info("pixels from the cache %s (%s)", cache.path(key), candidate)
+                return f"cache ({candidate})", pixel_sources.from_cache(pixels, batch_size, pin), None
+    filler = None
+    if cache is not None:
+        key = cache.key(manifest_sha256=manifest_sha256, split=job.split, pixel_stage=plan.cache_key, decoder=decoder)
+        filler = cache.filler(key, len(paths))
+    if on_device:
+        batches = pixel_sources.from_device_decoder(paths, plan, batch_size, job.num_workers, device)
+        return f"decoded on {device.type}", batches, filler
+    return "PIL in workers", pixel_sources.from_workers(paths, plan, batch_size, job.num_workers, pin), filler
 
 
-def _encode(backbone: Backbone, images: torch.Tensor, device: torch.device, dtype: torch.dtype) -> np.ndarray:
-    images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        features = _checked(backbone.img_encode(images))
-    return features.float().cpu().numpy()
+class _Writer:
+    """The parquet file, opened at the first finished rows (their schema fixes the embedding's width)."""
 
+    def __init__(self, path: Path):
+        self.path, self.parquet, self.dim = path, None, 0
 
-@jaxtyped(typechecker=beartype)
-def _checked(features: Float[torch.Tensor, "b d"]) -> Float[torch.Tensor, "b d"]:
-    return features
+    def write(self, tables: list[pa.Table]) -> None:
+        for table in tables:
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.path, table.schema)
+                self.dim = int(table.schema.field("embedding").type.list_size)
+            self.parquet.write_table(table)
 
+    def finish(self, metadata: dict[bytes, bytes]) -> None:
+        self.parquet.add_key_value_metadata(metadata)
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
+    def close(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
 
 
 class _FramePooler:

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from biobench.embed import EmbedJob, embed, encode_with_backoff, OutOfGpuMemory, read_embeddings
+from biobench.embed import EmbedJob, embed, read_embeddings
+from biobench.encoder import Encoder, OutOfGpuMemory, batch_size_for
 from biobench.errors import DatasetCorruptError
 from biobench.images import open_rgb
 from biobench.models import ModelSpec
@@ -124,18 +125,36 @@ class _RunsOutOfMemoryAbove:
         return images.flatten(1)
 
 
-def test_out_of_memory_splits_the_batch():
+def _encoder(backbone, chunk):
+    return Encoder(backbone, torch.device("cpu"), torch.float32, lambda batch: batch, chunk=chunk)
+
+
+def test_out_of_memory_halves_the_batch_size_for_the_rest_of_the_job():
     backbone = _RunsOutOfMemoryAbove(limit=2)
+    encoder = _encoder(backbone, chunk=8)
     images = torch.rand(8, 3, 2, 2)
-    features = encode_with_backoff(backbone, images, torch.device("cpu"), torch.float32)
+    ((features, index),) = encoder.submit(images, np.arange(8))
     np.testing.assert_allclose(features, images.flatten(1).numpy())
-    assert backbone.calls[0] == 8 and max(backbone.calls[1:]) <= 4
+    assert backbone.calls[:3] == [8, 4, 2] and encoder.chunk == 2
+    backbone.calls.clear()
+    encoder.submit(torch.rand(6, 3, 2, 2), np.arange(6))
+    assert backbone.calls == [2, 2, 2]  # no second trip through the sizes that failed
 
 
 def test_out_of_memory_at_one_image_says_what_to_do():
     with pytest.raises(OutOfGpuMemory, match="smaller image_size"):
-        encode_with_backoff(_RunsOutOfMemoryAbove(limit=0), torch.rand(2, 3, 2, 2), torch.device("cpu"),
-                            torch.float32)
+        _encoder(_RunsOutOfMemoryAbove(limit=0), chunk=2).submit(torch.rand(2, 3, 2, 2), np.arange(2))
+
+
+@pytest.mark.parametrize("free_gib, fixed_gib, per_image_mib, expected", [
+    (80, 1, 20, 1024),  # capped
+    (80, 1, 200, 240),  # (0.6 * 80 GiB - 1 GiB) / 200 MiB = 240.6, a multiple of 8 below it
+    (2, 0, 100, 8),  # 12.3 images fit: 8
+    (2, 0, 300, 4),  # under 8, any size
+    (1, 0.7, 100, 1),  # not even one image fits in the share: still try one, and back off from there
+])
+def test_auto_batch_size_keeps_room_for_a_neighbour(free_gib, fixed_gib, per_image_mib, expected):
+    assert batch_size_for(free_gib * 2**30, per_image=per_image_mib * 2**20, fixed=fixed_gib * 2**30) == expected
 
 
 def test_metadata_is_valid_json(tmp_path):

@@ -24,7 +24,7 @@ class ModelSpec:
     dtype: str = "float32"  # autocast dtype for the forward pass: float32, bfloat16 or float16
     pooling: str = ""  # "" = the org's default image-level feature
     seed: int = 0  # used for random init
-    batch_size: int = 64
+    batch_size: int | str = "auto"  # images per forward pass, or "auto" (biobench/encoder.py)
     options: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:

@@ -17,5 +17,8 @@ job = EmbedJob(
     log_every_s=settings["log_every_s"],
     frame_pooling=snakemake.params.frame_pooling,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
+    decode=settings["decode"],
+    pixel_cache=Path(settings["pixel_cache_dir"]),
+    pixel_cache_max_gb=settings["pixel_cache_max_gb"],
 )
 run_job(snakemake.log[0], lambda: embed(job))  # noqa: F821
