@@ -29,6 +29,7 @@ __all__ = ["EmbedJob", "OutOfGpuMemory", "embed", "read_embeddings", "read_metad
 
 log = logging.getLogger(__name__)
 METADATA_KEY = b"biobench"
+ROW_GROUP_ROWS = 8192
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -75,8 +76,8 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     backbone.to(device)
     pixel_plan = preprocess.plan(backbone.make_transform())
     encoder = Encoder(backbone, device, DTYPES[job.spec.dtype], pixel_plan.finish, chunk=1)
-    sample = pixel_plan.pixels(open_rgb(paths[0]))
-    encoder.chunk = batch_size = choose_batch_size(job.spec.batch_size, encoder, sample)
+    encoder.chunk = batch_size = choose_batch_size(job.spec.batch_size, encoder,
+                                                   lambda: pixel_plan.pixels(open_rgb(paths[0])))
     source, batches, filler = _pixel_source(job, pixel_plan, paths, manifest_sha256, batch_size, device)
 
     started = time.perf_counter()
@@ -159,19 +160,29 @@ def _pixel_source(job: EmbedJob, plan: PixelPlan, paths: list[str], manifest_sha
 
 
 class _Writer:
-    """The parquet file, opened at the first finished rows (their schema fixes the embedding's width)."""
+    """The parquet file, opened at the first finished rows (their schema fixes the embedding's width), written in
+    row groups of ROW_GROUP_ROWS: one group per batch would grow the footer, held in memory, with every batch."""
 
     def __init__(self, path: Path):
         self.path, self.parquet, self.dim = path, None, 0
+        self.buffered: list[pa.Table] = []
 
     def write(self, tables: list[pa.Table]) -> None:
         for table in tables:
             if self.parquet is None:
                 self.parquet = pq.ParquetWriter(self.path, table.schema)
                 self.dim = int(table.schema.field("embedding").type.list_size)
-            self.parquet.write_table(table)
+            self.buffered.append(table)
+        if sum(len(t) for t in self.buffered) >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.buffered:
+            self.parquet.write_table(pa.concat_tables(self.buffered), row_group_size=ROW_GROUP_ROWS * 2)
+            self.buffered = []
 
     def finish(self, metadata: dict[bytes, bytes]) -> None:
+        self._flush()
         self.parquet.add_key_value_metadata(metadata)
 
     def close(self) -> None:

@@ -92,14 +92,15 @@ def _checked(features: Float[torch.Tensor, "b d"]) -> Float[torch.Tensor, "b d"]
     return features
 
 
-def choose_batch_size(requested: int | str, encoder: Encoder, sample: torch.Tensor) -> int:
+def choose_batch_size(requested: int | str, encoder: Encoder, sample: Callable[[], torch.Tensor]) -> int:
     """`requested` as is, or for "auto": on a CPU, CPU_BATCH; on a GPU, the most images whose activations fit in
-    MEMORY_SHARE of the memory free now, measured by two trial forward passes of `sample` (one image from the
+    MEMORY_SHARE of the memory free now, measured by two trial forward passes of `sample()` (one image from the
     pixel stage), at most MAX_BATCH."""
     if requested != "auto":
         return int(requested)
     if encoder.device.type != "cuda":
         return CPU_BATCH
+    sample = sample()
     free, _ = torch.cuda.mem_get_info(encoder.device)
     peaks = {}
     for size in (8, 32):

@@ -112,7 +112,9 @@ class CacheFiller:
         del self.pixels
         self.pixels = None
         self._atomic.__exit__(None, None, None)
+        self._atomic = None
         self._release()
+        self.active = False
         log.info("pixel cache: wrote %s", self.cache.path(self.key))
         return self.cache.path(self.key)
 
