@@ -282,3 +282,30 @@ def test_tensor_resize_is_within_one_level_of_pillow(mode, hw, size):
     got = preprocess.PilLikeResize(resize.size, mode, None)(torch.from_numpy(image).permute(2, 0, 1)[None])
     got = got[0].permute(1, 2, 0).numpy().astype(int)
     assert got.shape == expected.shape and np.abs(got - expected).max() <= 1
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("model", [LITE0, VIT], ids=["efficientnet", "vit"])
+def test_every_cuda_path_is_within_bfloat16_tolerance_of_the_cpu_reference(jpegs, odd_images, tmp_path, model):
+    """On a GPU (nvJPEG, cuDNN's own convolutions, TF32 where torch allows it): rms(e) <= rms(e_bf16) for each path."""
+    for manifest, paths in (jpegs, odd_images):
+        reference = straightforward(ModelSpec(name="m", **model), paths)
+        bf16_error = relative_errors(straightforward(ModelSpec(name="m", dtype="bfloat16", **model), paths), reference)
+        spec = ModelSpec(name="m", **model)
+        cache = tmp_path / f"cache-{manifest.parent.name}"
+        for label, job in [("device", {"decode": "device"}), ("workers", {"decode": "workers", "pixel_cache": cache}),
+                           ("cache", {"decode": "workers", "pixel_cache": cache})]:
+            fast, meta = run(manifest, tmp_path, spec, label, device="cuda", **job)
+            error = relative_errors(fast, reference)
+            assert rms(error) <= rms(bf16_error), (label, meta["pixels"], error, bf16_error)
+        assert meta["pixels"]["source"] == "cache (pil)"
+
+
+@cuda
+def test_auto_batch_size_on_cuda_fits_and_runs(jpegs, tmp_path):
+    manifest, paths = jpegs
+    _, meta = run(manifest, tmp_path, ModelSpec(name="m", batch_size="auto", **VIT), "auto", device="cuda")
+    assert 8 <= meta["batch_size"] <= 1024 and meta["batch_size_at_end"] == meta["batch_size"]
