@@ -93,7 +93,7 @@ class CacheFiller:
         self._lock = open(self.cache.directory / f"{self.key}.lock", "w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # another job is filling this entry
+        except OSError:  # another job is filling this entry (or the file system cannot lock: then do without)
             self._lock.close()
             self.active = False
             return False

@@ -30,8 +30,8 @@ from jaxtyping import Float, Int, jaxtyped
 
 from biobench.classifiers.geometry import best_per_row
 
-HISTORY = 40  # L-BFGS memory (sklearn's scipy uses 10); a longer one took 15-30% fewer iterations over a C path
-WOLFE_DECREASE, WOLFE_CURVATURE = 1e-4, 0.9
+HISTORY = int(__import__("os").environ.get("HIST", "40"))  # L-BFGS memory (sklearn's scipy uses 10); a longer one took 15-30% fewer iterations over a C path
+WOLFE_DECREASE, WOLFE_CURVATURE = 1e-4, float(__import__("os").environ.get("CURV", "0.9"))
 MAX_TRIALS = 20  # line-search trials per iteration
 
 
@@ -84,12 +84,9 @@ class MultinomialProblem:
             p.copy_(self.logits)
         else:
             torch.add(self.logits, self.step_logits, alpha=t, out=p)
-        p.sub_(p.amax(dim=1, keepdim=True))
-        target_logit = p.view(-1)[self.flat_target]
+        torch.ops.aten._log_softmax.out(p, 1, False, out=p)  # one fused pass, in place
+        loss = -p.view(-1)[self.flat_target].mean()
         p.exp_()
-        total = p.sum(dim=1, keepdim=True)
-        loss = (total.log().squeeze(1) - target_logit).mean()
-        p.div_(total)
         return loss
 
     def step(self, t: float) -> None:
@@ -108,6 +105,61 @@ class MultinomialProblem:
             grad_w[0].zero_()
             grad_b[0].zero_()
         return grad
+
+
+class Whitening:
+    """The change of variables W = V L, b = c - W m that the solver works in: m the rows' mean, L = (S + mu I)^-1/2
+    for their covariance S, so that the rows seen by V are roughly white. theta = (W, b) keeps the objective and its
+    penalty; only the coordinates the L-BFGS memory lives in change. `identity` skips it (L = I, m = 0)."""
+
+    def __init__(self, problem: MultinomialProblem, mu: float | None, max_rows: int):
+        x = problem.x
+        self.problem = problem
+        self.identity = mu is None
+        if self.identity:
+            return
+        rows = x[:: max(1, x.shape[0] // max_rows)]
+        mean = rows.mean(dim=0, dtype=torch.float64)
+        centred = rows - mean.to(x.dtype)
+        cov = (centred.T @ centred).double() / rows.shape[0]
+        eigval, eigvec = torch.linalg.eigh(cov)
+        shift = mu * eigval.clamp_min(0).mean()
+        inv_sqrt = (eigval.clamp_min(0) + shift).rsqrt()
+        self.L = ((eigvec * inv_sqrt) @ eigvec.T).to(x.dtype)
+        self.L2 = ((eigvec * inv_sqrt.square()) @ eigvec.T).to(x.dtype)
+        self.mean = mean.to(x.dtype)
+
+    def direction(self, phi: torch.Tensor) -> torch.Tensor:
+        """A step in (V, c) as a step in theta = (W, b)."""
+        if self.identity:
+            return phi
+        p = self.problem
+        out = torch.empty_like(phi)
+        v, c = p.split(phi)
+        w, b = p.split(out)
+        torch.mm(v, self.L, out=w)
+        torch.addmv(c, w, self.mean, alpha=-1.0, out=b)
+        return out
+
+    def gradient(self, grad: torch.Tensor) -> torch.Tensor:
+        """A gradient in theta = (W, b) as one in (V, c): G_V = (G_W - g_b m^T) L, g_c = g_b."""
+        if self.identity:
+            return grad
+        p = self.problem
+        out = torch.empty_like(grad)
+        gw, gb = p.split(grad)
+        gv, gc = p.split(out)
+        torch.mm(torch.addr(gw, gb, self.mean, alpha=-1.0), self.L, out=gv)
+        gc.copy_(gb)
+        return out
+
+    def l2_hessian(self, s: torch.Tensor) -> torch.Tensor:
+        """The penalty ||W||^2 / 2's Hessian in (V, c) applied to rows of steps [r, size]: s_V L^2 (zero on c)."""
+        out = torch.zeros_like(s)
+        nw, K, d = self.problem.n_weights, self.problem.n_classes, self.problem.d
+        sv = s[:, :nw].reshape(-1, d)
+        out[:, :nw] = (sv if self.identity else sv @ self.L2).reshape(s.shape[0], nw)
+        return out
 
 
 class _Memory:
@@ -143,10 +195,11 @@ class _Memory:
             self.gram[:, index] = self.gram[index, :] = products[:, column]
         self.order.append(slot)
 
-    def shift_l2(self, delta_lam: float, n_weights: int) -> None:
-        """Make the pairs exact for an objective whose L2 strength changed by delta_lam: y += delta_lam * s_W."""
+    def shift_l2(self, delta_lam: float, whitening: "Whitening") -> None:
+        """Make the pairs exact for an objective whose L2 strength changed by delta_lam: y += delta_lam * H_l2 s,
+        H_l2 the penalty's Hessian in the solver's coordinates."""
         m = self.size
-        self.rows[m:, :n_weights].add_(self.rows[:m, :n_weights], alpha=delta_lam)
+        self.rows[m:].add_(whitening.l2_hessian(self.rows[:m]), alpha=delta_lam)
         self.gram = (self.rows @ self.rows.T).double().cpu().numpy()
         self.order = [i for i in self.order if self.gram[i, m + i] > 1e-10 * self.gram[m + i, m + i]]
 
@@ -202,15 +255,18 @@ def fit_path(
     data_loss = problem.data_loss(0.0)
     data_grad = problem.data_gradient()
     memory = _Memory(HISTORY, problem.size, x.dtype, x.device)
+    import os
+    mu = os.environ.get("MU", "1e-2")
+    whitening = Whitening(problem, None if mu == "none" else float(mu), int(os.environ.get("ROWS", "1000000")))
     solutions = []
     lam_prev = None
     for C in sorted(Cs):
         start = time.perf_counter()
         lam = 1.0 / (C * problem.n)
         if lam_prev is not None:
-            memory.shift_l2(lam - lam_prev, problem.n_weights)
+            memory.shift_l2(lam - lam_prev, whitening)
         lam_prev = lam
-        data_loss, data_grad, counts = _minimise(problem, theta, data_loss, data_grad, lam, memory, tol, max_iter)
+        data_loss, data_grad, counts = _minimise(problem, whitening, theta, data_loss, data_grad, lam, memory, tol, max_iter)
         weight, bias = problem.split(theta.clone())
         solutions.append(
             Solution(
@@ -229,9 +285,9 @@ def _objective(data_loss: torch.Tensor, theta: torch.Tensor, lam: float, n_weigh
     return data_loss.item() + 0.5 * lam * torch.dot(theta[:n_weights], theta[:n_weights]).item()
 
 
-def _minimise(problem, theta, data_loss, data_grad, lam, memory, tol, max_iter):
-    """L-BFGS from theta (updated in place) on mean CE + lam/2 ||W||^2. Returns the data loss and gradient at the
-    end point, and the other facts for Solution."""
+def _minimise(problem, whitening, theta, data_loss, data_grad, lam, memory, tol, max_iter):
+    """L-BFGS from theta (updated in place) on mean CE + lam/2 ||W||^2, its memory in the whitened coordinates.
+    Returns the data loss and gradient at the end point, and the other facts for Solution."""
     nw = problem.n_weights
 
     def with_l2(g_data: torch.Tensor) -> torch.Tensor:
@@ -240,21 +296,23 @@ def _minimise(problem, theta, data_loss, data_grad, lam, memory, tol, max_iter):
         return g
 
     grad = with_l2(data_grad)
+    grad_phi = whitening.gradient(grad)
     f = _objective(data_loss, theta, lam, nw)
     grad_max = grad.abs().max().item()
     iterations = evaluations = 0
     stop = "gtol" if grad_max <= tol else "max_iter"
     while stop == "max_iter" and iterations < max_iter:
         iterations += 1
-        direction, slope, t = None, 0.0, 1.0
+        step, slope, t = None, 0.0, 1.0
         if len(memory):
-            direction = memory.descent_direction(grad)
-            slope = torch.dot(grad, direction).item()
-        if direction is None or slope >= 0:  # no memory yet, or it no longer gives a descent direction
+            step = memory.descent_direction(grad_phi)
+            slope = torch.dot(grad_phi, step).item()
+        if step is None or slope >= 0:  # no memory yet, or it no longer gives a descent direction
             memory.clear()
-            direction = -grad
-            slope = -torch.dot(grad, grad).item()
+            step = -grad_phi
+            slope = -torch.dot(grad_phi, grad_phi).item()
             t = 1.0 / math.sqrt(-slope)  # a first step of unit length, as scipy's L-BFGS-B takes
+        direction = whitening.direction(step)
         problem.set_direction(direction)
         w, dw = theta[:nw], direction[:nw]
         ww, wd, dd = torch.stack([torch.dot(w, w), torch.dot(w, dw), torch.dot(dw, dw)]).tolist()
@@ -279,9 +337,10 @@ def _minimise(problem, theta, data_loss, data_grad, lam, memory, tol, max_iter):
         problem.step(t)
         data_loss = found.loss
         data_grad = problem.data_gradient()
-        new_grad = with_l2(data_grad)
-        memory.push(direction.mul_(t), new_grad - grad)
-        grad, f = new_grad, found.value
+        grad = with_l2(data_grad)
+        new_grad_phi = whitening.gradient(grad)
+        memory.push(step.mul_(t), new_grad_phi - grad_phi)
+        grad_phi, f = new_grad_phi, found.value
         grad_max = grad.abs().max().item()
         if grad_max <= tol:
             stop = "gtol"
