@@ -70,6 +70,8 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     frames = rows["frames"].tolist() if "frames" in rows else [[p] for p in rows["path"]]
     paths = [p for example in frames for p in example]
     owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    example_ids = rows["example_id"].tolist()
+    del manifest, rows, frames  # at a million images these hold hundreds of MB that the job no longer needs
     manifest_sha256 = provenance.sha256_file(job.manifest)
 
     backbone = load_backbone(job.spec)
@@ -82,7 +84,7 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
 
     started = time.perf_counter()
     progress = _Progress(len(paths), job.log_every_s)
-    pooler = _FramePooler(rows["example_id"].tolist(), owner, job.frame_pooling)
+    pooler = _FramePooler(example_ids, owner, job.frame_pooling)
     with atomic_path(job.out) as tmp:
         writer = _Writer(tmp)
         try:
@@ -105,7 +107,7 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
                 "split": job.split,
                 "manifest": str(job.manifest),
                 "manifest_sha256": manifest_sha256,
-                "n_examples": len(rows),
+                "n_examples": len(example_ids),
                 "n_images": len(paths),
                 "dim": writer.dim,
                 "frame_pooling": job.frame_pooling,
