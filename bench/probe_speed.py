@@ -1,10 +1,13 @@
 """Logistic-regression probe: sklearn's LogisticRegression(lbfgs) against biobench's torch L-BFGS, same objective,
 same features, same C, max_iter and tol, in one process.
 
-Prints, for one C: time, iterations, objective (sklearn's, divided by C n) and test macro-F1 of each, and the
-speed ratio; then the same for a sweep over C (sklearn: a cold fit per C; torch: one warm-started path).
+Prints, for one C: time (wall and CPU seconds), iterations, evaluations (sklearn: scipy's nfev, two matrix products
+each; torch: line-search trials, elementwise), objective (sklearn's, divided by C n) and test macro-F1 of each, and
+the speed ratio; then the same for a sweep over C (sklearn: a cold fit per C; torch: one warm-started path).
 
     python bench/probe_speed.py                                  # 20,000 x 512, 200 classes: ~3 min on 2 cores
+    python bench/probe_speed.py --correlated 1 --raw --sweep     # features with a realistic covariance spectrum;
+                                                                 # --raw: torch without whitening too
     python bench/probe_speed.py --n 50000 --d 768 --classes 1000 # issue 6's size: sklearn's sweep alone takes
                                                                  # 15+ min on 2 cores; add --sweep to skip it
 """
