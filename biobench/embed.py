@@ -63,15 +63,15 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     torch.set_num_threads(min(job.threads or usable_cpus(), usable_cpus()))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    manifest = pd.read_parquet(job.manifest)
-    rows = manifest[manifest["split"] == job.split].reset_index(drop=True)
+    columns = [c for c in ("example_id", "path", "frames") if c in pq.read_schema(job.manifest).names]
+    rows = pd.read_parquet(job.manifest, columns=columns, filters=[("split", "==", job.split)])
     if rows.empty:
         raise BiobenchError(f"{job.manifest}: split {job.split!r} has no examples")
     frames = rows["frames"].tolist() if "frames" in rows else [[p] for p in rows["path"]]
     paths = [p for example in frames for p in example]
     owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
     example_ids = rows["example_id"].tolist()
-    del manifest, rows, frames  # at a million images these hold hundreds of MB that the job no longer needs
+    del rows, frames  # at a million images these hold hundreds of MB that the job no longer needs
     manifest_sha256 = provenance.sha256_file(job.manifest)
 
     backbone = load_backbone(job.spec)
