@@ -61,7 +61,9 @@ class Encoder:
             size = min(self.chunk, len(batch) - start)
             try:
                 parts.append(self.forward(batch[start:start + size]))
-            except torch.cuda.OutOfMemoryError:
+            except RuntimeError as err:  # torch.cuda.OutOfMemoryError is one
+                if not out_of_memory(err):
+                    raise
                 self._back_off(batch, size)
                 continue
             start += size
@@ -87,6 +89,12 @@ class Encoder:
         log.warning("out of GPU memory at batch size %d; continuing with %d", size, self.chunk)
 
 
+def out_of_memory(err: RuntimeError) -> bool:
+    """The allocator's error, or cuDNN's and cuBLAS's when they cannot get workspace."""
+    text = str(err)
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in text or "ALLOC_FAILED" in text
+
+
 @jaxtyped(typechecker=beartype)
 def _checked(features: Float[torch.Tensor, "b d"]) -> Float[torch.Tensor, "b d"]:
     return features
@@ -109,7 +117,9 @@ def choose_batch_size(requested: int | str, encoder: Encoder, sample: Callable[[
         before = torch.cuda.memory_allocated(encoder.device)
         try:
             encoder.forward(sample.expand(size, *sample.shape).contiguous())
-        except torch.cuda.OutOfMemoryError:
+        except RuntimeError as err:
+            if not out_of_memory(err):
+                raise
             torch.cuda.empty_cache()
             return 1 if size == 8 else 8
         torch.cuda.synchronize(encoder.device)

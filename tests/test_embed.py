@@ -141,6 +141,25 @@ def test_out_of_memory_halves_the_batch_size_for_the_rest_of_the_job():
     assert backbone.calls == [2, 2, 2]  # no second trip through the sizes that failed
 
 
+def test_cudnn_running_out_of_workspace_counts_as_out_of_memory():
+    class CudnnFails(_RunsOutOfMemoryAbove):
+        def img_encode(self, images):
+            if len(images) > self.limit:
+                raise RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED")
+            return images.flatten(1)
+
+    encoder = _encoder(CudnnFails(limit=3), chunk=8)
+    encoder.submit(torch.rand(8, 3, 2, 2), np.arange(8))
+    assert encoder.chunk == 2
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        _encoder(_RaisesOther(), chunk=4).submit(torch.rand(4, 3, 2, 2), np.arange(4))
+
+
+class _RaisesOther:
+    def img_encode(self, images):
+        raise RuntimeError("shape mismatch")
+
+
 def test_out_of_memory_at_one_image_says_what_to_do():
     with pytest.raises(OutOfGpuMemory, match="smaller image_size"):
         _encoder(_RunsOutOfMemoryAbove(limit=0), chunk=2).submit(torch.rand(2, 3, 2, 2), np.arange(2))
