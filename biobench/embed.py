@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -23,6 +24,7 @@ from biobench.errors import BiobenchError
 from biobench.images import open_rgb
 from biobench.models import ORGS, ModelSpec, load_backbone
 from biobench.pixel_cache import PixelCache
+from biobench.pixel_sources import StringColumn
 from biobench.preprocess import PixelPlan
 
 __all__ = ["EmbedJob", "OutOfGpuMemory", "embed", "read_embeddings", "read_metadata"]
@@ -63,15 +65,7 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     torch.set_num_threads(min(job.threads or usable_cpus(), usable_cpus()))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    columns = [c for c in ("example_id", "path", "frames") if c in pq.read_schema(job.manifest).names]
-    rows = pd.read_parquet(job.manifest, columns=columns, filters=[("split", "==", job.split)])
-    if rows.empty:
-        raise BiobenchError(f"{job.manifest}: split {job.split!r} has no examples")
-    frames = rows["frames"].tolist() if "frames" in rows else [[p] for p in rows["path"]]
-    paths = [p for example in frames for p in example]
-    owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
-    example_ids = rows["example_id"].tolist()
-    del rows, frames  # at a million images these hold hundreds of MB that the job no longer needs
+    example_ids, paths, owner = _split_images(job.manifest, job.split)
     manifest_sha256 = provenance.sha256_file(job.manifest)
 
     backbone = load_backbone(job.spec)
@@ -129,7 +123,22 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     return metadata
 
 
-def _pixel_source(job: EmbedJob, plan: PixelPlan, paths: list[str], manifest_sha256: str, batch_size: int,
+def _split_images(manifest: Path, split: str) -> tuple[StringColumn, StringColumn, np.ndarray]:
+    """The split's example ids, its image paths (several per example when it has frames), and each path's example."""
+    columns = [c for c in ("example_id", "path", "frames") if c in pq.read_schema(manifest).names]
+    table = pq.read_table(manifest, columns=columns, filters=[("split", "==", split)])
+    if table.num_rows == 0:
+        raise BiobenchError(f"{manifest}: split {split!r} has no examples")
+    if "frames" in table.column_names:
+        frames = table.column("frames").combine_chunks()
+        paths, per_example = pc.list_flatten(frames), pc.list_value_length(frames).to_numpy()
+    else:
+        paths, per_example = table.column("path"), np.ones(table.num_rows, dtype=np.int64)
+    owner = np.repeat(np.arange(table.num_rows), per_example)
+    return StringColumn(table.column("example_id")), StringColumn(paths), owner
+
+
+def _pixel_source(job: EmbedJob, plan: PixelPlan, paths: StringColumn, manifest_sha256: str, batch_size: int,
                   device: torch.device):
     """(name, batches, cache filler or None): cached pixels if there are any, else decoding as `job.decode` says."""
     on_device = job.decode == "device" or (job.decode == "auto" and device.type == "cuda")
@@ -195,7 +204,7 @@ class _Writer:
 class _FramePooler:
     """Collects per-image features into per-example rows, in manifest order, pooling multi-frame examples."""
 
-    def __init__(self, example_ids: list[str], owner: np.ndarray, pooling: str):
+    def __init__(self, example_ids: StringColumn, owner: np.ndarray, pooling: str):
         self.example_ids, self.owner, self.pooling = example_ids, owner, pooling
         self.counts = np.bincount(owner, minlength=len(example_ids))
         self.pending: dict[int, list[np.ndarray]] = {}

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from biobench import jpeg
@@ -18,8 +19,22 @@ from biobench.preprocess import PixelPlan
 Batch = tuple[torch.Tensor, np.ndarray]
 
 
+class StringColumn:
+    """Strings in one Arrow buffer. A Python list would hold an object per string (about 100 bytes for a path), and
+    forked loader workers would copy its pages one by one as they touch reference counts."""
+
+    def __init__(self, strings: pa.Array | pa.ChunkedArray):
+        self.strings = strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
+
+    def __len__(self) -> int:
+        return len(self.strings)
+
+    def __getitem__(self, i: int) -> str:
+        return self.strings[int(i)].as_py()
+
+
 class _Decoded(torch.utils.data.Dataset):
-    def __init__(self, paths: list[str], pixels):
+    def __init__(self, paths: StringColumn, pixels):
         self.paths, self.pixels = paths, pixels
 
     def __len__(self) -> int:
@@ -30,7 +45,7 @@ class _Decoded(torch.utils.data.Dataset):
 
 
 class _Encoded(torch.utils.data.Dataset):
-    def __init__(self, paths: list[str]):
+    def __init__(self, paths: StringColumn):
         self.paths = paths
 
     def __len__(self) -> int:
@@ -44,7 +59,7 @@ def _encoded_batch(items):
     return [image for image, _ in items], np.array([i for _, i in items])
 
 
-def from_workers(paths: list[str], plan: PixelPlan, batch_size: int, num_workers: int, pin: bool) -> Iterator[Batch]:
+def from_workers(paths: StringColumn, plan: PixelPlan, batch_size: int, num_workers: int, pin: bool) -> Iterator[Batch]:
     """PIL decoding and the pixel stage in `num_workers` processes."""
     loader = torch.utils.data.DataLoader(_Decoded(paths, plan.pixels), batch_size=batch_size, num_workers=num_workers,
                                          pin_memory=pin)
@@ -52,7 +67,7 @@ def from_workers(paths: list[str], plan: PixelPlan, batch_size: int, num_workers
         yield batch, index.numpy()
 
 
-def from_device_decoder(paths: list[str], plan: PixelPlan, batch_size: int, num_workers: int,
+def from_device_decoder(paths: StringColumn, plan: PixelPlan, batch_size: int, num_workers: int,
                         device: torch.device) -> Iterator[Batch]:
     """Workers read the files; JPEGs are decoded, oriented, resized and cropped on `device` (nvJPEG on a GPU).
     Anything else takes the PIL path in this process. Images of the same decoded size are resized together."""
