@@ -27,7 +27,6 @@ from PIL import Image
 
 from biobench.devices import claim_device
 from biobench.embed import DTYPES, EmbedJob, embed
-from biobench.encoder import Encoder
 from biobench.images import open_rgb
 from biobench.models import ModelSpec, load_backbone
 from biobench.preprocess import plan
@@ -64,7 +63,6 @@ def forward_only(spec: ModelSpec, sample: str, device: torch.device, batches: in
     backbone = load_backbone(spec)
     backbone.to(device)
     pixel_plan = plan(backbone.make_transform())
-    encoder = Encoder(backbone, device, DTYPES[spec.dtype], pixel_plan.finish, chunk=spec.batch_size)
     image = pixel_plan.pixels(open_rgb(sample))
     batch = pixel_plan.finish(image.unsqueeze(0).repeat(spec.batch_size, 1, 1, 1).to(device))
     batch = batch.contiguous(memory_format=torch.channels_last)
@@ -77,7 +75,6 @@ def forward_only(spec: ModelSpec, sample: str, device: torch.device, batches: in
         for _ in range(batches):
             backbone.img_encode(batch)
         sync(device)
-    del encoder
     return batches * spec.batch_size / (time.perf_counter() - start)
 
 

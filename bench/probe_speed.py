@@ -131,7 +131,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(
         f"features {args.n} x {args.d}, {args.classes} classes, noise {args.noise}, "
-        f"{'correlated (decay ' + format(args.correlated, 'g') + ')' if args.correlated else 'isotropic'}; test rows {len(y_test)}; "
+        f"{'correlated (decay ' + format(args.correlated, 'g') + ')' if args.correlated else 'isotropic'}; "
+        f"test rows {len(y_test)}; "
         f"max_iter {args.max_iter}, tol {args.tol:g}; torch {torch.__version__} on {device} ({name}), "
         f"{torch.get_num_threads()} CPU threads"
     )

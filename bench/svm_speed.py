@@ -4,8 +4,9 @@ process, on NeWT-like synthetic binary tasks.
 
 Prints, per task and in total: wall and CPU seconds of each (CPU: this process, all threads; on a shared machine it
 shows the work when other jobs stretch the wall time; with --n-jobs > 1 the old search works in joblib's worker
-processes, which it does not count, while the new one uses threads, which it does), the ratio, and whether the two choose the same (kernel, C,
-gamma) with the same cv score, predict the same test labels, and how far apart their decision values are.
+processes, which it does not count, while the new one uses threads, which it does), the ratio, and whether the two
+choose the same (kernel, C, gamma) with the same cv score, predict the same test labels, and how far apart their
+decision values are.
 
     python bench/svm_speed.py                         # 10 tasks of 300 x 768, 100 candidates, 5 folds
     python bench/svm_speed.py --tasks 3 --blas-threads 1

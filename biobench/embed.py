@@ -152,18 +152,16 @@ def _pixel_source(job: EmbedJob, plan: PixelPlan, paths: StringColumn, manifest_
     if job.pixel_cache and job.pixel_cache_max_gb > 0 and plan.cache_key:
         cache = PixelCache(job.pixel_cache, job.pixel_cache_max_gb)
     pin = device.type == "cuda"
+    filler = None
     if cache is not None:
-        for candidate in ("pil", decoder):  # PIL's pixels are the reference; either decoder's are good to read
-            key = cache.key(manifest_sha256=manifest_sha256, split=job.split, pixel_stage=plan.cache_key,
-                            decoder=candidate)
+        keys = {name: cache.key(manifest_sha256=manifest_sha256, split=job.split, pixel_stage=plan.cache_key,
+                                decoder=name) for name in ("pil", decoder)}
+        for candidate, key in keys.items():  # PIL's pixels are the reference; either decoder's are good to read
             pixels = cache.read(key, len(paths))
             if pixels is not None:
                 log.info("pixels from the cache %s (%s)", cache.path(key), candidate)
                 return f"cache ({candidate})", pixel_sources.from_cache(pixels, batch_size, pin), None
-    filler = None
-    if cache is not None:
-        key = cache.key(manifest_sha256=manifest_sha256, split=job.split, pixel_stage=plan.cache_key, decoder=decoder)
-        filler = cache.filler(key, len(paths))
+        filler = cache.filler(keys[decoder], len(paths))
     if on_device:
         batches = pixel_sources.from_device_decoder(paths, plan, batch_size, job.num_workers, device)
         return f"decoded on {device.type}", batches, filler

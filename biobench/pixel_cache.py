@@ -2,9 +2,10 @@
 with the same pixel stage (decode, resize, crop) reads them instead of decoding JPEGs again.
 
 The key hashes what determines the bytes: the manifest's sha256, the split, the pixel stage's description (with the
-Pillow and torchvision versions), the decoder, and the source of the code that reads images. A file appears only complete (written beside, then renamed); a
-file of the wrong shape or size is deleted and rebuilt. Only one job fills a given entry; another job that wants it
-at the same time decodes for itself. The cache is not a Snakemake output: deleting it costs time, never results."""
+Pillow and torchvision versions), the decoder, and the source of the code that reads images. A file appears only
+complete (written beside, then renamed); a file of the wrong shape or size is deleted and rebuilt. Only one job
+fills a given entry; another job that wants it at the same time decodes for itself. The cache is not a Snakemake
+output: deleting it costs time, never results."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class PixelCache:
     def key(*, manifest_sha256: str, split: str, pixel_stage: str, decoder: str) -> str:
         from biobench.keys import code_digest
 
-        blob = json.dumps([manifest_sha256, split, pixel_stage, decoder, code_digest("biobench.images", "biobench.jpeg")])
+        reader = code_digest("biobench.images", "biobench.jpeg")
+        blob = json.dumps([manifest_sha256, split, pixel_stage, decoder, reader])
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def path(self, key: str) -> Path:
@@ -109,8 +111,7 @@ class CacheFiller:
             self.abort()
             return None
         self.pixels.flush()
-        del self.pixels
-        self.pixels = None
+        self.pixels = None  # unmaps the file
         self._atomic.__exit__(None, None, None)
         self._atomic = None
         self._release()

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from biobench import jpeg, pixel_sources, preprocess
-from biobench.embed import EmbedJob, embed, read_embeddings
+from biobench.embed import DTYPES, EmbedJob, embed, read_embeddings
 from biobench.errors import DatasetCorruptError
 from biobench.images import open_rgb
 from biobench.models import ModelSpec, load_backbone
@@ -86,7 +86,7 @@ def straightforward(spec: ModelSpec, paths: list[str]) -> np.ndarray:
     """The reference: PIL, the model's own per-image transform, one forward pass."""
     backbone = load_backbone(spec)
     batch = torch.stack([backbone.make_transform()(open_rgb(p)) for p in paths])
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[spec.dtype]
+    dtype = DTYPES[spec.dtype]
     with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
         return backbone.img_encode(batch.contiguous(memory_format=torch.channels_last)).float().numpy()
 

@@ -287,7 +287,8 @@ def fit_path(
         if lam_prev is not None:
             memory.change_objective(lam - lam_prev, problem.n_weights, problem.d, ratio, whitening.l2_diagonal())
         lam_prev = lam
-        data_loss, data_grad, counts = _minimise(problem, whitening, theta, data_loss, data_grad, lam, memory, tol, max_iter)
+        data_loss, data_grad, counts = _minimise(problem, whitening, theta, data_loss, data_grad, lam, memory, tol,
+                                                 max_iter)
         weight, bias = problem.split(theta.clone())
         solutions.append(
             Solution(
