@@ -6,8 +6,9 @@ each; torch: line-search trials, elementwise), objective (sklearn's, divided by 
 the speed ratio; then the same for a sweep over C (sklearn: a cold fit per C; torch: one warm-started path).
 
     python bench/probe_speed.py                                  # 20,000 x 512, 200 classes: ~3 min on 2 cores
-    python bench/probe_speed.py --correlated 1 --raw --sweep     # features with a realistic covariance spectrum;
-                                                                 # --raw: torch without whitening too
+    python bench/probe_speed.py --correlated 0 --raw --float32 --sweep
+                                                                 # isotropic features; torch also without whitening
+                                                                 # and without its bfloat16 phase
     python bench/probe_speed.py --n 50000 --d 768 --classes 1000 # issue 6's size: sklearn's sweep alone takes
                                                                  # 15+ min on 2 cores; add --sweep to skip it
 """
@@ -28,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from biobench.classifiers import multinomial
-from biobench.classifiers.base import resolve_device
+from biobench.classifiers.base import bfloat16_is_fast, resolve_device
 from biobench.classifiers.logreg import DEFAULT_CS, Standardiser
 
 
@@ -89,9 +90,11 @@ def fit_sklearn(x, y, C: float, max_iter: int, tol: float):
     return model, clock, results[-1].nfev if results else -1
 
 
-def fit_torch(x_dev, y_dev, n_classes: int, Cs: list[float], max_iter: int, tol: float, whiten: bool = True):
+def fit_torch(x_dev, y_dev, n_classes: int, Cs: list[float], max_iter: int, tol: float, *, whiten: bool = True,
+              bfloat16_phase: bool):
     with Clock() as clock:
-        path = multinomial.fit_path(x_dev, y_dev, n_classes, Cs, tol=tol, max_iter=max_iter, whiten=whiten)
+        path = multinomial.fit_path(x_dev, y_dev, n_classes, Cs, tol=tol, max_iter=max_iter, whiten=whiten,
+                                    bfloat16_phase=bfloat16_phase)
         sync(x_dev.device)
     return path, clock
 
@@ -116,15 +119,20 @@ def main() -> None:
     parser.add_argument("--tol", type=float, default=1e-6, help="as sklearn's tol (sklearn's default 1e-4 stops "
                         "after 2-3 iterations at 1,000 classes, far from the optimum; biobench's logreg uses 1e-6)")
     parser.add_argument("--sweep", type=float, nargs="*", default=list(DEFAULT_CS), help="Cs of the sweep; none = skip")
-    parser.add_argument("--correlated", type=float, default=0.0, metavar="DECAY",
-                        help="mix the features so their covariance's eigenvalues fall as j ** -DECAY (real embeddings: "
-                        "about 1); 0 = isotropic")
+    parser.add_argument("--correlated", type=float, default=1.0, metavar="DECAY",
+                        help="mix the features so their covariance's eigenvalues fall as j ** -DECAY, as real ones do "
+                        "(standardised EfficientNet-Lite0 features of the default workflow: j ** -1.04); 0 = isotropic")
     parser.add_argument("--raw", action="store_true", help="also fit torch without whitening (the single fit only)")
+    parser.add_argument("--bfloat16-phase", choices=["auto", "on", "off"], default="auto",
+                        help="torch's bfloat16 first phase (auto: where bfloat16 matrix products are fast)")
+    parser.add_argument("--float32", action="store_true",
+                        help="also fit torch without the bfloat16 phase (the single fit only)")
     parser.add_argument("--device", default="auto", help="torch device: auto (CUDA if present), cpu, cuda")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     device = resolve_device(args.device)
+    bfloat16_phase = bfloat16_is_fast(device) if args.bfloat16_phase == "auto" else args.bfloat16_phase == "on"
     (x, y), (x_test, y_test) = make_features(
         args.n, args.d, args.classes, args.noise, args.seed, args.correlated
     )
@@ -134,13 +142,14 @@ def main() -> None:
         f"{'correlated (decay ' + format(args.correlated, 'g') + ')' if args.correlated else 'isotropic'}; "
         f"test rows {len(y_test)}; "
         f"max_iter {args.max_iter}, tol {args.tol:g}; torch {torch.__version__} on {device} ({name}), "
-        f"{torch.get_num_threads()} CPU threads"
+        f"{torch.get_num_threads()} CPU threads; torch's bfloat16 phase {'on' if bfloat16_phase else 'off'}"
     )
 
     start = time.perf_counter()
     x_dev, y_dev = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     x_test_dev = torch.from_numpy(x_test).to(device)
-    multinomial.fit_path(x_dev[:64], y_dev[:64] % 2, 2, [1.0], tol=args.tol, max_iter=2)  # device/kernel warm-up
+    multinomial.fit_path(x_dev[:64], y_dev[:64] % 2, 2, [1.0], tol=args.tol, max_iter=2,
+                         bfloat16_phase=bfloat16_phase)  # device/kernel warm-up
     sync(device)
     startup = time.perf_counter() - start
     print(f"torch start-up (copy to {device}, warm-up), outside the timings below: {startup:.2f} s\n")
@@ -148,7 +157,7 @@ def main() -> None:
     def report(label: str, C: float, seconds: str, iterations: int, evaluations: str, weight, bias) -> float:
         f1 = macro_f1(y_test, multinomial.predict(x_test_dev, weight.to(device), bias.to(device))[0])
         objective = multinomial.objective_value(x_dev, y_dev, args.classes, weight.to(device), bias.to(device), C)
-        print(f"  {label:8s} C={C:<8.3g} {seconds:>22s}  {iterations:4d} iterations {evaluations:>15s}  "
+        print(f"  {label:8s} C={C:<8.3g} {seconds:>22s}  {iterations:4d} iterations {evaluations:>28s}  "
               f"objective {objective:.7f}  macro-F1 {f1:6.2f}")
         return f1
 
@@ -159,14 +168,18 @@ def main() -> None:
         return report("sklearn", C, timing, int(model.n_iter_[0]), f"{nfev:4d} nfev", weight, bias), clock
 
     def torch_report(label: str, s: multinomial.Solution, timing: str) -> float:
-        return report(label, s.C, timing, s.iterations, f"{s.evaluations:4d} line evals", s.weight, s.bias)
+        evaluations = f"{s.evaluations:4d} line evals, {s.bfloat16_iterations:3d} bf16 it"
+        return report(label, s.C, timing, s.iterations, evaluations, s.weight, s.bias)
 
     print(f"single fit, C={args.C:g} (sklearn nfev: loss+gradient evaluations, two n x d x K matrix products each; "
           "torch: two per iteration, its line-search evaluations are elementwise)")
     sk_f1, sk_clock = sklearn_run(args.C)
-    variants = [("torch", True)] + ([("raw", False)] if args.raw else [])
-    for label, whiten in variants:
-        (solution,), clock = fit_torch(x_dev, y_dev, args.classes, [args.C], args.max_iter, args.tol, whiten)
+    variants = [("torch", True, bfloat16_phase)]
+    variants += [("raw", False, bfloat16_phase)] if args.raw else []
+    variants += [("float32", True, False)] if args.float32 and bfloat16_phase else []
+    for label, whiten, phase in variants:
+        (solution,), clock = fit_torch(x_dev, y_dev, args.classes, [args.C], args.max_iter, args.tol, whiten=whiten,
+                                       bfloat16_phase=phase)
         timing = f"{clock.wall:8.2f} s ({clock.cpu:7.1f} cpu)"
         torch_f1 = torch_report(label, solution, timing)
         print(
@@ -179,7 +192,8 @@ def main() -> None:
     if not args.sweep:
         return
     print(f"sweep over {len(args.sweep)} Cs (sklearn: a cold fit per C; torch: one warm-started path)")
-    path, clock = fit_torch(x_dev, y_dev, args.classes, sorted(args.sweep), args.max_iter, args.tol)
+    path, clock = fit_torch(x_dev, y_dev, args.classes, sorted(args.sweep), args.max_iter, args.tol,
+                            bfloat16_phase=bfloat16_phase)
     sk_wall = sk_cpu = 0.0
     gaps = []
     for s in path:

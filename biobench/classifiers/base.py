@@ -112,6 +112,17 @@ def resolve_device(device: str) -> torch.device:
     return out
 
 
+def bfloat16_is_fast(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products run faster than float32 ones here: tensor cores (CUDA compute capability 8.0
+    and up), or a CPU whose instructions oneDNN uses for them (AVX512-BF16, AMX-BF16). Elsewhere they are emulated."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A tensor on `device` holding `array`; shares memory on the CPU unless the array is read-only (as arrays
     read zero-copy from parquet are), which torch cannot share."""

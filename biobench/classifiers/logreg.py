@@ -14,6 +14,7 @@ from biobench.classifiers import multinomial
 from biobench.classifiers.base import (
     CLASSIFIERS,
     Classifier,
+    bfloat16_is_fast,
     check_metric,
     is_number,
     require_positive,
@@ -40,12 +41,16 @@ class LogRegParams:
     optimum, and every C above some value returns the same early-stopped fit. In float32 a fit can also stop at
     the precision floor before reaching tol (stop "line_search"), which is as converged as float32 allows.
     The default (None) scales with the classes: min(1e-4, 1e-3 / n_classes), sklearn's 1e-4 up to 10 classes and
-    1e-6 at 1,000."""
+    1e-6 at 1,000.
+    bfloat16_phase: start each fit with bfloat16 matrix products, then finish in float32 to the same tol (so the
+    result is as accurate either way; see biobench.classifiers.multinomial). "auto": where bfloat16 products are
+    fast (CUDA from compute capability 8.0; CPUs with AVX512-BF16 or AMX), true or false to force it."""
 
     Cs: tuple[float, ...] = DEFAULT_CS
     val_fraction: float = 0.2
     max_iter: int = 1000
     tol: float | None = None
+    bfloat16_phase: bool | str = "auto"
 
     def __post_init__(self) -> None:
         Cs = self.Cs if isinstance(self.Cs, (list, tuple)) else (self.Cs,)
@@ -64,9 +69,16 @@ class LogRegParams:
         require_positive("max_iter", self.max_iter, "classifier 'logreg'")
         if self.tol is not None:
             require_positive("tol", self.tol, "classifier 'logreg'")
+        if not (isinstance(self.bfloat16_phase, bool) or self.bfloat16_phase == "auto"):
+            raise ConfigError(
+                f"classifier 'logreg': bfloat16_phase must be auto, true or false, got {self.bfloat16_phase!r}"
+            )
 
     def tol_for(self, n_classes: int) -> float:
         return self.tol if self.tol is not None else min(1e-4, 1e-3 / n_classes)
+
+    def bfloat16_phase_on(self, device: torch.device) -> bool:
+        return bfloat16_is_fast(device) if self.bfloat16_phase == "auto" else self.bfloat16_phase
 
 
 @CLASSIFIERS.register("logreg")
@@ -92,14 +104,16 @@ class LogisticRegression(Classifier):
         rows = to_device(x, self.device)
         targets = to_device(labels.astype(np.int64), self.device)
         self.tol = p.tol_for(len(self.classes))
+        self.bfloat16_phase = p.bfloat16_phase_on(rows.device)
         record: dict[str, Any] = {"n_train": len(y), "n_features": x.shape[1], "n_classes": len(self.classes),
-                                  "tol": self.tol}
+                                  "tol": self.tol, "bfloat16_phase": self.bfloat16_phase}
         C, init = p.Cs[0], None
         if len(p.Cs) > 1:
             C, init, record["validation"] = self._choose_C(rows, targets, labels)
         self.scaler = Standardiser.fit(rows)
         final = multinomial.fit_path(
-            self.scaler(rows), targets, len(self.classes), [C], tol=self.tol, max_iter=p.max_iter, init=init
+            self.scaler(rows), targets, len(self.classes), [C], tol=self.tol, max_iter=p.max_iter, init=init,
+            bfloat16_phase=self.bfloat16_phase,
         )[0]
         self.weight, self.bias = final.weight, final.bias
         record["C"] = C
@@ -117,7 +131,8 @@ class LogisticRegression(Classifier):
         fit_t, val_t = (to_device(i, self.device) for i in (fit_idx, val_idx))
         scaler = Standardiser.fit(rows[fit_t])
         path = multinomial.fit_path(
-            scaler(rows[fit_t]), targets[fit_t], len(self.classes), list(p.Cs), tol=self.tol, max_iter=p.max_iter
+            scaler(rows[fit_t]), targets[fit_t], len(self.classes), list(p.Cs), tol=self.tol, max_iter=p.max_iter,
+            bfloat16_phase=self.bfloat16_phase,
         )
         x_val = scaler(rows[val_t])
         scores = [
@@ -163,6 +178,7 @@ def describe(s: multinomial.Solution) -> dict[str, Any]:
         "objective": s.objective,
         "grad_max": s.grad_max,
         "iterations": s.iterations,
+        "bfloat16_iterations": s.bfloat16_iterations,
         "evaluations": s.evaluations,
         "stop": s.stop,
         "seconds": s.seconds,
