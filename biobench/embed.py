@@ -48,7 +48,7 @@ class EmbedJob:
     threads: int = 0  # torch threads for the forward pass on the CPU; 0 = every usable core
     decode: str = "auto"  # "auto": on the device when it is a GPU; "device"; "workers" (PIL in loader processes)
     pixel_cache: Path | None = None  # folder of the decoded-pixel cache (biobench/pixel_cache.py); None = no cache
-    pixel_cache_max_gb: float = 20.0  # splits whose pixels take more are not cached
+    pixel_cache_max_gb: float = 20.0  # the cache's size: least recently used entries make room for new ones
 
 
 def embed(job: EmbedJob) -> dict[str, Any]:

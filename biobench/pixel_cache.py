@@ -4,8 +4,9 @@ with the same pixel stage (decode, resize, crop) reads them instead of decoding 
 The key hashes what determines the bytes: the manifest's sha256, the split, the pixel stage's description (with the
 Pillow and torchvision versions), the decoder, and the source of the code that reads images. A file appears only
 complete (written beside, then renamed); a file of the wrong shape or size is deleted and rebuilt. Only one job
-fills a given entry; another job that wants it at the same time decodes for itself. The cache is not a Snakemake
-output: deleting it costs time, never results."""
+fills a given entry; another job that wants it at the same time decodes for itself. The folder holds at most
+`max_gb`: before an entry is written, the least recently used ones are deleted to make room (a job still reading a
+deleted entry keeps its memory map). The cache is not a Snakemake output: deleting it costs time, never results."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,32 @@ class PixelCache:
                         pixels.shape, n_images)
             path.unlink(missing_ok=True)
             return None
+        try:
+            os.utime(path)  # the modification time orders entries by last use
+        except OSError:
+            pass
         return pixels
+
+    def make_room(self, size: int) -> bool:
+        """Delete the least recently used entries until `size` more bytes fit in max_gb; False if they never can."""
+        if size > self.max_bytes:
+            return False
+        entries = []
+        for path in self.directory.glob("*.npy"):
+            try:
+                stat = path.stat()
+            except OSError:  # deleted meanwhile by another job
+                continue
+            entries.append((stat.st_mtime, stat.st_size, path))
+        used = sum(entry[1] for entry in entries)
+        for _, entry_size, path in sorted(entries):
+            if used + size <= self.max_bytes:
+                break
+            log.info("pixel cache: deleting %s (%.1f GiB), the least recently used, to stay within "
+                     "embed.pixel_cache_max_gb", path, entry_size / 2**30)
+            path.unlink(missing_ok=True)
+            used -= entry_size
+        return True
 
     def filler(self, key: str, n_images: int) -> "CacheFiller":
         return CacheFiller(self, key, n_images)
@@ -86,22 +113,38 @@ class CacheFiller:
 
     def _start(self, shape: tuple[int, ...]) -> bool:
         size = self.n_images * math.prod(shape)
-        if size > self.cache.max_bytes:
-            log.info("pixel cache: %.1f GiB exceeds embed.pixel_cache_max_gb (%.1f); not caching", size / 2**30,
-                     self.cache.max_bytes / 2**30)
+        try:
+            self.cache.directory.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.cache.directory / f"{self.key}.lock", "w")
+        except OSError as err:
+            log.warning("pixel cache: cannot write in %s (%s); embedding without it. Fix embed.pixel_cache_dir or its "
+                        "permissions, or set embed.pixel_cache_max_gb: 0 to turn the cache off", self.cache.directory,
+                        err)
             self.active = False
             return False
-        self.cache.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.cache.directory / f"{self.key}.lock", "w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # another job is filling this entry (or the file system cannot lock: then do without)
-            self._lock.close()
+            self._release()
+            self.active = False
+            return False
+        if not self.cache.make_room(size):
+            log.info("pixel cache: %.1f GiB exceeds embed.pixel_cache_max_gb (%.1f); not caching", size / 2**30,
+                     self.cache.max_bytes / 2**30)
+            self._release()
             self.active = False
             return False
         self._atomic = atomic_path(self.cache.path(self.key))
         tmp = self._atomic.__enter__()
-        self.pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(self.n_images, *shape))
+        try:
+            self.pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(self.n_images, *shape))
+            with open(tmp, "r+b") as file:  # a full disk fails here, not as SIGBUS on a write into the memory map
+                os.posix_fallocate(file.fileno(), 0, os.fstat(file.fileno()).st_size)
+        except OSError as err:
+            log.warning("pixel cache: cannot reserve %.1f GiB in %s (%s); embedding without it", size / 2**30,
+                        self.cache.directory, err)
+            self.abort()
+            return False
         return True
 
     def commit(self) -> Path | None:

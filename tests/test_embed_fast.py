@@ -260,6 +260,55 @@ def test_the_cache_size_limit_and_a_busy_entry_skip_caching(jpegs, tmp_path):
     assert holder.commit() == cache.path("k") and cache.read("k", 2)[1].max() == 1
 
 
+def test_an_unusable_cache_folder_only_costs_the_cache(jpegs, tmp_path, caplog):
+    manifest, paths = jpegs
+    spec = ModelSpec(name="m", **VIT)
+    reference = straightforward(spec, paths)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    features, meta = run(manifest, tmp_path, spec, "blocked", decode="workers", pixel_cache=blocker / "cache")
+    assert meta["pixels"]["source"] == "PIL in workers"
+    assert "cannot write in" in caplog.text and "embed.pixel_cache_dir" in caplog.text
+    np.testing.assert_array_equal(features, reference)
+
+
+def test_the_cache_deletes_its_least_recently_used_entries_to_stay_within_its_size(tmp_path):
+    import os
+
+    entry_bytes = 2 * 3 * 8 * 8
+    cache = PixelCache(tmp_path / "cache", 2.5 * (entry_bytes + 128) / 2**30)  # two entries and their headers
+
+    def fill(key: str) -> None:
+        filler = cache.filler(key, 2)
+        filler.add(np.arange(2), np.full((2, 3, 8, 8), 7, np.uint8))
+        assert filler.commit() == cache.path(key)
+
+    fill("a")
+    fill("b")
+    os.utime(cache.path("a"), (1000, 1000))
+    os.utime(cache.path("b"), (2000, 2000))
+    assert cache.read("a", 2) is not None  # a is now the most recently used
+    fill("c")
+    assert sorted(p.stem for p in (tmp_path / "cache").glob("*.npy")) == ["a", "c"]
+    big = cache.filler("d", 100)
+    big.add(np.arange(1), np.zeros((1, 3, 8, 8), np.uint8))
+    assert not big.active and cache.path("a").exists()  # an entry larger than the whole cache evicts nothing
+
+
+def test_a_full_disk_is_found_before_the_cache_is_written(tmp_path, monkeypatch, caplog):
+    import errno
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("biobench.pixel_cache.os.posix_fallocate", no_space)
+    cache = PixelCache(tmp_path / "cache", 1)
+    filler = cache.filler("k", 2)
+    filler.add(np.arange(1), np.zeros((1, 3, 4, 4), np.uint8))
+    assert not filler.active and filler.commit() is None
+    assert "No space left" in caplog.text and list((tmp_path / "cache").glob("*.npy*")) == []
+
+
 def test_read_ahead_hands_over_the_producers_error():
     def items():
         yield 1
