@@ -120,19 +120,17 @@ class CacheFiller:
             log.warning("pixel cache: cannot write in %s (%s); embedding without it. Fix embed.pixel_cache_dir or its "
                         "permissions, or set embed.pixel_cache_max_gb: 0 to turn the cache off", self.cache.directory,
                         err)
-            self.active = False
+            self.abort()
             return False
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # another job is filling this entry (or the file system cannot lock: then do without)
-            self._release()
-            self.active = False
+            self.abort()
             return False
         if not self.cache.make_room(size):
             log.info("pixel cache: %.1f GiB exceeds embed.pixel_cache_max_gb (%.1f); not caching", size / 2**30,
                      self.cache.max_bytes / 2**30)
-            self._release()
-            self.active = False
+            self.abort()
             return False
         self._atomic = atomic_path(self.cache.path(self.key))
         tmp = self._atomic.__enter__()

@@ -370,26 +370,26 @@ def _bfloat16_tol(problem, x_bfloat16, theta, data_grad, lam, tol) -> float | No
     rough_grad = problem.data_gradient()
     problem.use_bfloat16(None)
     rough_tol = max(tol, NOISE_MARGIN * (rough_grad - data_grad).abs().max().item())
-    nw = problem.n_weights
-    grad = torch.cat([data_grad[:nw] + lam * theta[:nw], data_grad[nw:]])
-    return rough_tol if grad.abs().max().item() > rough_tol else None
+    grad_max = _with_l2(data_grad, theta, lam, problem.n_weights).abs().max().item()
+    return rough_tol if grad_max > rough_tol else None
 
 
 def _objective(data_loss: torch.Tensor, theta: torch.Tensor, lam: float, n_weights: int) -> float:
     return data_loss.item() + 0.5 * lam * torch.dot(theta[:n_weights], theta[:n_weights]).item()
 
 
+def _with_l2(data_grad: torch.Tensor, theta: torch.Tensor, lam: float, n_weights: int) -> torch.Tensor:
+    """The gradient of the objective from that of the mean cross-entropy: lam * W added to the weights' part."""
+    grad = data_grad.clone()
+    grad[:n_weights].add_(theta[:n_weights], alpha=lam)
+    return grad
+
+
 def _minimise(problem, whitening, theta, data_loss, data_grad, lam, memory, tol, max_iter):
     """L-BFGS from theta (updated in place) on mean CE + lam/2 ||W||^2, its memory in the whitened coordinates.
     Returns the data loss and gradient at the end point, and the other facts for Solution."""
     nw = problem.n_weights
-
-    def with_l2(g_data: torch.Tensor) -> torch.Tensor:
-        g = g_data.clone()
-        g[:nw].add_(theta[:nw], alpha=lam)
-        return g
-
-    grad = with_l2(data_grad)
+    grad = _with_l2(data_grad, theta, lam, nw)
     grad_phi = whitening.gradient(grad)
     f = _objective(data_loss, theta, lam, nw)
     grad_max = grad.abs().max().item()
@@ -431,7 +431,7 @@ def _minimise(problem, whitening, theta, data_loss, data_grad, lam, memory, tol,
         problem.step(t)
         data_loss = found.loss
         data_grad = problem.data_gradient()
-        grad = with_l2(data_grad)
+        grad = _with_l2(data_grad, theta, lam, nw)
         new_grad_phi = whitening.gradient(grad)
         memory.push(step.mul_(t), new_grad_phi - grad_phi)
         grad_phi, f = new_grad_phi, found.value
