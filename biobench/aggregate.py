@@ -7,6 +7,15 @@ so readers see the old results or the new ones, never a mixture.
 
 Rows of a task are put in ascending `example_id` order (the `example_index` column) before resampling; the models of
 a task must predict the same examples, once each, with the same true labels, or aggregation stops with an error.
+
+Training sizes. A task fitted at several training sizes (`n_train`) has one prediction file per model and size.
+Every size is scored (table `train_size_scores`, the same paired resamples for every size); the task's headline
+score, the one its leaderboard, comparisons and the overall score use, is its largest size (0 = every training
+row counts as the largest).
+
+Overall score. The unweighted mean over the benchmark tasks of the run (BioBench's BENCHMARK_TASKS; prior-work
+tasks such as NeWT, iNat21 and ImageNet-1K are scored but not averaged). When the run has only some of BioBench's
+benchmark tasks, the overall score is a partial mean: `partial` is true and `missing_tasks` names the others.
 """
 
 from __future__ import annotations
@@ -34,12 +43,13 @@ from biobench.errors import BiobenchError
 from biobench.stats import bootstrap, comparisons
 from biobench.stats.bootstrap import Estimates
 from biobench.stats.metrics import METRICS, Sample
+from biobench.tasks.base import BENCHMARK_TASKS
 
 OVERALL = "__overall__"  # the task name of overall comparisons in the pairwise table
 METADATA_KEY = "biobench"
 PREDICTION_COLUMNS = ("example_id", "y_true", "y_pred", "score", "prob")
 REQUIRED_METADATA = ("model", "model_key", "task", "dataset_key", "classifier_key", "metric", "benchmark", "labels",
-                     "split", "manifest")
+                     "split", "manifest", "train_size")
 # Must agree across every model of a task, or the models were not evaluated on the same examples the same way.
 TASK_METADATA = ("dataset_key", "metric", "benchmark", "labels", "split", "manifest")
 LEADERBOARD_COLUMNS = ("model", "model_key", "checkpoint", "task", "dataset", "metric", "value", "ci_low", "ci_high",
@@ -64,6 +74,11 @@ class PredictionFile:
     def task(self) -> str:
         return self.meta["task"]
 
+    @property
+    def train_size(self) -> int:
+        """The `n_train` setting the file was fitted with (0 = every training row)."""
+        return int(self.meta["train_size"])
+
 
 @dataclass(frozen=True)
 class TaskResult:
@@ -72,6 +87,14 @@ class TaskResult:
     benchmark: bool
     n: int
     estimates: Estimates
+    train_size: int = 0  # the `n_train` setting (0 = every training row)
+    headline: bool = True  # the task's largest training size, whose scores the leaderboard and the overall use
+    n_train: tuple[int, ...] = ()  # training rows each model's fit used, in the order of estimates.models
+
+
+def headline_size(sizes: Sequence[int]) -> int:
+    """The training size whose scores a task reports: the largest, 0 (every row) counting as the largest."""
+    return 0 if 0 in sizes else max(sizes)
 
 
 def aggregate(
@@ -142,13 +165,15 @@ def read_prediction_files(con: duckdb.DuckDBPyConnection, paths: Sequence[Path])
 
 def group_by_task(files: Sequence[PredictionFile]) -> dict[str, list[PredictionFile]]:
     """Files per task (tasks and models sorted by name), after checking that they can be compared."""
-    seen: dict[tuple[str, str], PredictionFile] = {}
+    seen: dict[tuple[str, str, int], PredictionFile] = {}
     for f in files:
-        other = seen.setdefault((f.model, f.task), f)
+        other = seen.setdefault((f.model, f.task, f.train_size), f)
         if other is not f:
+            size = "" if f.train_size == 0 else f" with n_train {f.train_size}"
             raise PredictionsError(
-                f"two prediction files for model {f.model!r} on task {f.task!r}: {other.path} and {f.path}. "
-                "Aggregate one file per (model, task): drop the stale one from the list (or from results/)."
+                f"two prediction files for model {f.model!r} on task {f.task!r}{size}: {other.path} and {f.path}. "
+                "Aggregate one file per (model, task, training size): drop the stale one from the list (or from "
+                "results/)."
             )
     by_task: dict[str, list[PredictionFile]] = defaultdict(list)
     for f in files:
@@ -163,7 +188,16 @@ def group_by_task(files: Sequence[PredictionFile]) -> dict[str, list[PredictionF
                         f"{_short(f.meta[key])}), so their models were not evaluated the same way; {RERUN} so that "
                         "every model uses the current task data."
                     )
-    return {task: sorted(by_task[task], key=lambda f: f.model) for task in sorted(by_task)}
+    return {task: sorted(by_task[task], key=lambda f: (f.train_size == 0, f.train_size, f.model))
+            for task in sorted(by_task)}
+
+
+def by_train_size(task_files: Sequence[PredictionFile]) -> dict[int, list[PredictionFile]]:
+    """A task's files per training size, smallest size first (0, every row, last)."""
+    sizes: dict[int, list[PredictionFile]] = defaultdict(list)
+    for f in task_files:
+        sizes[f.train_size].append(f)
+    return {size: sizes[size] for size in sorted(sizes, key=lambda z: (z == 0, z))}
 
 
 def _short(value: Any) -> str:
@@ -212,12 +246,13 @@ def load_task(con: duckdb.DuckDBPyConnection, task_files: Sequence[PredictionFil
                 {"task": task, "labels": [str(label) for label in meta["labels"]]})
     names = [str(f.path) for f in task_files]
     con.execute("CREATE OR REPLACE TEMP TABLE task_files AS "
-                "SELECT unnest($files) AS filename, unnest($models) AS model",
-                {"files": names, "models": [f.model for f in task_files]})
+                "SELECT unnest($files) AS filename, unnest($models) AS model, unnest($sizes) AS train_size",
+                {"files": names, "models": [f.model for f in task_files],
+                 "sizes": [f.train_size for f in task_files]})
     try:
         con.execute(
             """INSERT INTO prediction_rows
-            SELECT f.model, $task, e.example_index, p.y_true, p.y_pred, p.score, p.prob
+            SELECT f.model, $task, f.train_size, e.example_index, p.y_true, p.y_pred, p.score, p.prob
             FROM read_parquet($files, filename = true, union_by_name = true) p
             JOIN task_files f ON f.filename = p.filename
             JOIN examples e ON e.task = $task AND e.example_id = p.example_id""",
@@ -236,8 +271,9 @@ def _check_rows_stored(con: duckdb.DuckDBPyConnection, task: str, files: list[st
         """SELECT f.model, f.filename, m.num_rows, coalesce(s.stored, 0)
         FROM task_files f
         JOIN parquet_file_metadata($files) m ON m.file_name = f.filename
-        LEFT JOIN (SELECT model, count(*) AS stored FROM prediction_rows WHERE task = $task GROUP BY model) s
-               ON s.model = f.model
+        LEFT JOIN (SELECT model, train_size, count(*) AS stored FROM prediction_rows WHERE task = $task
+                   GROUP BY model, train_size) s
+               ON s.model = f.model AND s.train_size = f.train_size
         WHERE m.num_rows <> coalesce(s.stored, 0)""",
         {"task": task, "files": files},
     ).fetchall()
@@ -254,19 +290,24 @@ def _check_rows_stored(con: duckdb.DuckDBPyConnection, task: str, files: list[st
 
 
 def insert_runs(con: duckdb.DuckDBPyConnection, files: Sequence[PredictionFile], n_test: dict[str, int]) -> None:
+    headline = {task: headline_size([f.train_size for f in files if f.task == task]) for task in n_test}
     rows = []
     for f in files:
         meta = f.meta
         spec, embedding, fit = meta.get("model_spec") or {}, meta.get("embedding") or {}, meta.get("fit") or {}
         provenance = meta.get("provenance") or {}
         rows.append({
-            "model": f.model, "model_key": meta["model_key"], "org": spec.get("org"),
+            "model": f.model, "train_size": f.train_size, "headline": f.train_size == headline[f.task],
+            "model_key": meta["model_key"], "org": spec.get("org"),
             "checkpoint": spec.get("checkpoint"), "model_spec": json.dumps(spec), "task": f.task,
             "dataset_key": meta["dataset_key"], "classifier_key": meta["classifier_key"],
             "classifier": json.dumps({**(meta.get("classifier") or {}), "fit": fit}),
             "metric": meta["metric"], "benchmark": bool(meta["benchmark"]), "n_train": meta.get("n_train"),
             "n_test": n_test[f.task], "manifest_sha256": meta.get("manifest_sha256"),
             "embed_device": embedding.get("device"), "embed_images_per_s": embedding.get("images_per_s"),
+            "embed_dtype": embedding.get("dtype"),
+            "embed_dtype_requested": embedding.get("dtype_requested") or spec.get("dtype"),
+            "embed_dtype_reason": embedding.get("dtype_reason"),
             "embed_seconds": embedding.get("seconds"), "fit_seconds": fit.get("seconds"),
             "git_commit": provenance.get("git_commit"), "host": provenance.get("host"),
             "packages": json.dumps(provenance.get("packages") or {}),
@@ -299,30 +340,37 @@ def score_tasks(con: duckdb.DuckDBPyConnection, by_task: dict[str, list[Predicti
         try:
             for task, task_files in by_task.items():
                 load_task(con, task_files)
-                sample = read_sample(con, task, [f.model for f in task_files])
-                pending.append(worker.submit(score_task, task, task_files, sample, seed=seed, n_resamples=n_resamples))
+                sizes = by_train_size(task_files)
+                headline = headline_size(list(sizes))
+                for size, size_files in sizes.items():
+                    sample = read_sample(con, task, size, [f.model for f in size_files])
+                    pending.append(worker.submit(score_task, task, size_files, sample, seed=seed,
+                                                 n_resamples=n_resamples, headline=size == headline))
             return [future.result() for future in pending]
         except BaseException:
             worker.shutdown(cancel_futures=True)
             raise
 
 
-def read_sample(con: duckdb.DuckDBPyConnection, task: str, models: Sequence[str]) -> Sample:
+def read_sample(con: duckdb.DuckDBPyConnection, task: str, train_size: int, models: Sequence[str]) -> Sample:
     rows = con.execute(
         "SELECT list_position($models, model) - 1 AS m, example_index, y_true, y_pred, score "
-        "FROM prediction_rows WHERE task = $task",
-        {"task": task, "models": list(models)},
+        "FROM prediction_rows WHERE task = $task AND train_size = $size",
+        {"task": task, "size": train_size, "models": list(models)},
     ).fetchnumpy()
     n_examples = con.execute("SELECT count(*) FROM examples WHERE task = $task", {"task": task}).fetchall()[0][0]
     return assemble_sample(task, models, n_examples, {k: np.asarray(v) for k, v in rows.items()})
 
 
 def score_task(task: str, task_files: Sequence[PredictionFile], sample: Sample, *, seed: int,
-               n_resamples: int) -> TaskResult:
+               n_resamples: int, headline: bool = True) -> TaskResult:
+    """One training size of a task: the files' models on the same examples, resampled as every size of the task."""
     metric = task_files[0].meta["metric"]
     estimates = bootstrap.bootstrap_task(METRICS.get(metric), sample, [f.model for f in task_files], seed=seed,
                                          task=task, n_resamples=n_resamples)
-    return TaskResult(task, metric, bool(task_files[0].meta["benchmark"]), sample.n_examples, estimates)
+    return TaskResult(task, metric, bool(task_files[0].meta["benchmark"]), sample.n_examples, estimates,
+                      train_size=task_files[0].train_size, headline=headline,
+                      n_train=tuple(int(f.meta.get("n_train") or 0) for f in task_files))
 
 
 def assemble_sample(task: str, models: Sequence[str], n_examples: int, rows: dict[str, np.ndarray]) -> Sample:
@@ -369,6 +417,8 @@ def summarize(estimates: Estimates, confidence: float) -> Summary:
 
 
 def write_statistics(con: duckdb.DuckDBPyConnection, results: Sequence[TaskResult], confidence: float) -> None:
+    _insert(con, "train_size_scores", pd.DataFrame(train_size_rows(results, confidence)))
+    results = [r for r in results if r.headline]
     task_rows, pair_frames = [], []
     for result in results:
         est, summary = result.estimates, summarize(result.estimates, confidence)
@@ -385,23 +435,44 @@ def write_statistics(con: duckdb.DuckDBPyConnection, results: Sequence[TaskResul
     _insert(con, "pairwise", pd.concat(pair_frames, ignore_index=True))
 
 
+def train_size_rows(results: Sequence[TaskResult], confidence: float) -> list[dict[str, Any]]:
+    """Rows of train_size_scores: every training size of every task, with its percentile interval."""
+    rows = []
+    for result in results:
+        low, high = bootstrap.percentile_interval(result.estimates.resamples, confidence)
+        for j, model in enumerate(result.estimates.models):
+            rows.append({"model": model, "task": result.task, "train_size": result.train_size,
+                         "n_train": result.n_train[j] if result.n_train else None, "headline": result.headline,
+                         "metric": result.metric, "value": result.estimates.point[j], "ci_low": low[j],
+                         "ci_high": high[j], "n": result.n})
+    return rows
+
+
 def overall_scores(
     results: Sequence[TaskResult], confidence: float
 ) -> tuple[list[dict[str, Any]], comparisons.Pairwise | None]:
-    """Rows of overall_scores, and the overall comparisons among the models that have every benchmark task."""
+    """Rows of overall_scores, and the overall comparisons among the models that have every benchmark task of the
+    run. The mean is partial when the run lacks some of BioBench's benchmark tasks; `missing_tasks` names them (and
+    any benchmark task of the run that the model lacks, which leaves it without a score)."""
     benchmark = [r for r in results if r.benchmark]
-    benchmark_tasks = [r.task for r in benchmark]
+    run_tasks = [r.task for r in benchmark]
+    not_run = [t for t in BENCHMARK_TASKS if t not in run_tasks]
     models = sorted({m for r in results for m in r.estimates.models})
-    missing = {m: [r.task for r in benchmark if m not in r.estimates.models] for m in models}
-    complete = [m for m in models if benchmark and not missing[m]]
+    lacking = {m: [r.task for r in benchmark if m not in r.estimates.models] for m in models}
+    complete = [m for m in models if benchmark and not lacking[m]]
     rows = {m: {"model": m, "value": None, "ci_low": None, "ci_high": None,
-                "n_tasks": len(benchmark_tasks) - len(missing[m]), "missing_tasks": missing[m], "rank": None,
+                "n_tasks": len(run_tasks) - len(lacking[m]), "tasks": [t for t in run_tasks if t not in lacking[m]],
+                "missing_tasks": sorted(lacking[m] + not_run), "partial": bool(not_run), "rank": None,
                 "tied_with_best": None, "note": None} for m in models}
     for m in models:
         if not benchmark:
-            rows[m]["note"] = "no overall score: none of the aggregated tasks is a benchmark task"
-        elif missing[m]:
-            rows[m]["note"] = f"no overall score: missing benchmark task(s) {', '.join(missing[m])}"
+            rows[m]["note"] = "no overall score: no benchmark task in this run"
+        elif lacking[m]:
+            rows[m]["note"] = f"no overall score: missing benchmark task(s) {', '.join(lacking[m])}"
+        elif not_run:
+            ran = len(BENCHMARK_TASKS) - len(not_run)
+            rows[m]["note"] = (f"partial mean over {ran} of BioBench's {len(BENCHMARK_TASKS)} benchmark tasks; "
+                               f"not run: {', '.join(not_run)}")
     if not complete:
         return list(rows.values()), None
     overall = bootstrap.mean_over_tasks([r.estimates for r in benchmark], complete)
@@ -436,6 +507,9 @@ def write_settings(con: duckdb.DuckDBPyConnection, *, n_resamples: int, confiden
         "resampling": "paired per task: default_rng([seed, sha256(task)[:8] little-endian]).integers(0, n, n) "
                       "per resample, rows in example_id order (biobench.stats.bootstrap)",
         "p_value": "min(1, 2 (1 + min(#{d* <= 0}, #{d* >= 0})) / (B + 1)) (biobench.stats.comparisons)",
+        "overall": "unweighted mean of the headline scores of the run's benchmark tasks, resampled task by task; "
+                   "partial when the run lacks some of BioBench's benchmark tasks: " + ", ".join(BENCHMARK_TASKS),
+        "headline_train_size": "each task's largest n_train setting (0 = every training row)",
         "biobench_version": importlib.metadata.version("biobench"),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -447,7 +521,7 @@ def write_settings(con: duckdb.DuckDBPyConnection, *, n_resamples: int, confiden
 _LEADERBOARD_QUERY = """
 SELECT r.model, r.model_key, r.checkpoint, s.task, r.dataset_key AS dataset, s.metric, s.value, s.ci_low, s.ci_high,
        $confidence::DOUBLE AS confidence, s.n, r.git_commit, strftime(r.created_at, '%Y-%m-%dT%H:%M:%SZ') AS date
-FROM task_scores s JOIN runs r USING (model, task)
+FROM task_scores s JOIN runs r ON r.model = s.model AND r.task = s.task AND r.headline
 ORDER BY s.task, s.rank, s.model
 """
 

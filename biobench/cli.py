@@ -18,6 +18,7 @@ import duckdb
 
 from biobench.aggregate import OVERALL
 from biobench.errors import BiobenchError
+from biobench.tasks.base import BENCHMARK_TASKS, PRIOR_WORK_TASKS
 
 DEFAULT_DB = Path("results/biobench.duckdb")
 TIE_MARK = "*"
@@ -80,19 +81,42 @@ def scores_text(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> str
         if args.task in (None, task):
             rows = con.execute("SELECT rank, model, tied_with_best, value, ci_low, ci_high FROM task_scores "
                                "WHERE task = $task ORDER BY rank, model", {"task": task}).fetchall()
-            title = f"{task}: {metric}, n = {n}" + ("" if benchmark else " (not in the overall score)")
-            blocks.append(title + "\n" + _table(
+            role = "" if benchmark else " (prior work, not in the overall score)" if task in PRIOR_WORK_TASKS \
+                else " (not in the overall score)"
+            blocks.append(f"{task}: {metric}, n = {n}{role}" + "\n" + _table(
                 ["rank", "model", "score", "interval"],
                 [[r, _tie(model, tied), _num(v), _interval(lo, hi)] for r, model, tied, v, lo, hi in rows],
             ))
+            blocks += _train_size_block(con, task)
     return "\n\n".join(blocks)
+
+
+def _train_size_block(con: duckdb.DuckDBPyConnection, task: str) -> list[str]:
+    """The task's scores at every training size, when it was fitted at more than one."""
+    rows = con.execute("SELECT model, train_size, n_train, value, ci_low, ci_high FROM train_size_scores "
+                       "WHERE task = $task ORDER BY model, train_size = 0, train_size", {"task": task}).fetchall()
+    if len({size for _, size, *_ in rows}) < 2:
+        return []
+    return [f"{task} by training size (n_train; the largest is the score above)\n" + _table(
+        ["model", "n_train", "rows", "score", "interval"],
+        [[model, "all" if size == 0 else size, used, _num(v), _interval(lo, hi)]
+         for model, size, used, v, lo, hi in rows],
+    )]
 
 
 def _overall_block(con: duckdb.DuckDBPyConnection, benchmark_tasks: list[str]) -> str:
     rows = con.execute("SELECT rank, model, tied_with_best, value, ci_low, ci_high, note FROM overall_scores "
                        "ORDER BY rank NULLS LAST, model").fetchall()
-    count = "the benchmark task" if len(benchmark_tasks) == 1 else f"the {len(benchmark_tasks)} benchmark tasks"
-    title = f"overall: unweighted mean over {count} ({', '.join(benchmark_tasks)})"
+    missing = [t for t in BENCHMARK_TASKS if t not in benchmark_tasks]
+    total = len(benchmark_tasks) + len(missing)
+    if not benchmark_tasks:
+        title = (f"overall: none of BioBench's {total} benchmark tasks ({', '.join(missing)}) is in this run, so "
+                 "there is no overall score")
+    elif missing:
+        title = (f"overall: PARTIAL mean over {len(benchmark_tasks)} of BioBench's {total} benchmark tasks "
+                 f"({', '.join(benchmark_tasks)}); missing: {', '.join(missing)}")
+    else:
+        title = f"overall: unweighted mean over the {total} benchmark tasks ({', '.join(benchmark_tasks)})"
     return title + "\n" + _table(
         ["rank", "model", "score", "interval"],
         [[rank, _tie(model, tied), _num(v), _interval(lo, hi)] if v is not None else ["-", model, "-", note]
@@ -154,8 +178,8 @@ def _why_missing(con: duckdb.DuckDBPyConnection, task: str, a: str, b: str) -> s
     if task != OVERALL:
         have = {m for (m,) in con.execute("SELECT model FROM runs WHERE task = $t", {"t": task}).fetchall()}
         return f"{task} ({' and '.join(m for m in (a, b) if m not in have)} not evaluated)"
-    notes = con.execute("SELECT model, note FROM overall_scores WHERE model IN ($a, $b) AND note IS NOT NULL "
-                        "ORDER BY model", {"a": a, "b": b}).fetchall()
+    notes = con.execute("SELECT model, note FROM overall_scores WHERE model IN ($a, $b) AND value IS NULL "
+                        "AND note IS NOT NULL ORDER BY model", {"a": a, "b": b}).fetchall()
     return "overall (" + "; ".join(f"{model}: {note}" for model, note in notes) + ")"
 
 
@@ -164,6 +188,8 @@ def _disagreements(con: duckdb.DuckDBPyConnection, task: str, a: str, b: str, li
         """SELECT e.example_id, lt.label, la.label, lb.label, ra.y_pred = ra.y_true AS a_right, e.path
         FROM prediction_rows ra
         JOIN prediction_rows rb ON rb.task = ra.task AND rb.example_index = ra.example_index AND rb.model = $b
+                                AND rb.train_size = ra.train_size
+        JOIN runs u ON u.model = ra.model AND u.task = ra.task AND u.train_size = ra.train_size AND u.headline
         JOIN examples e ON e.task = ra.task AND e.example_index = ra.example_index
         LEFT JOIN labels lt ON lt.task = ra.task AND lt.y = ra.y_true
         LEFT JOIN labels la ON la.task = ra.task AND la.y = ra.y_pred
@@ -193,7 +219,8 @@ def _settings(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 def _tasks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int, bool]]:
     """(task, metric, n, benchmark) for every task, by name."""
     return con.execute("SELECT s.task, any_value(s.metric), any_value(s.n), bool_or(r.benchmark) FROM task_scores s "
-                       "JOIN runs r USING (model, task) GROUP BY s.task ORDER BY s.task").fetchall()
+                       "JOIN runs r ON r.model = s.model AND r.task = s.task AND r.headline "
+                       "GROUP BY s.task ORDER BY s.task").fetchall()
 
 
 def _task_name(task: str) -> str:

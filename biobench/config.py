@@ -33,6 +33,7 @@ class EmbedSettings:
     decode: str
     pixel_cache_dir: str
     pixel_cache_max_gb: float
+    precision: str = "auto"  # auto: a model's dtype where the device computes it fast, else float32; as_requested
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,15 @@ def from_filled(filled: dict[str, Any]) -> Config:
     )
 
 
+def model_name_of(models: dict[str, dict[str, Any]], spec: ModelSpec) -> str:
+    """The name config.yaml's `models` gives `spec` (a job gets its spec by model key; its messages name the entry),
+    or spec.name if none has its identity."""
+    for name, raw in models.items():
+        if ModelSpec(name=name, **raw).identity() == spec.identity():
+            return name
+    return spec.name
+
+
 def load_file(config_path: str | Path, schema_path: str | Path) -> Config:
     return load(yaml.safe_load(Path(config_path).read_text()) or {}, schema_path)
 
@@ -82,7 +92,20 @@ def task_options(task: str, raw: dict[str, Any]) -> TaskOptions:
         task_cls = TASKS.get(task)
     except UnknownNameError as err:
         raise ConfigError(f"config.yaml: tasks: {err}") from None
-    return _dataclass_from(task_cls.Options, raw or {}, where=f"tasks.{task}")
+    raw = dict(raw or {})
+    sizes = training_sizes(raw.pop("n_train", 0), where=f"tasks.{task}.n_train")
+    return dataclasses.replace(_dataclass_from(task_cls.Options, raw, where=f"tasks.{task}"), n_train=sizes)
+
+
+def training_sizes(value: Any, where: str) -> tuple[int, ...]:
+    """`n_train` as a tuple of distinct sizes, smallest first, 0 (all rows) last."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise ConfigError(
+            f"config.yaml: {where} must be an integer >= 0 (0 = every training row) or a list of them, e.g. "
+            f"[1, 10, 100, 0]; got {value!r}"
+        )
+    return tuple(sorted(set(values), key=lambda v: (v == 0, v)))
 
 
 def _model_spec(name: str, raw: dict[str, Any]) -> ModelSpec:

@@ -25,6 +25,7 @@ from biobench.images import open_rgb
 from biobench.models import ORGS, ModelSpec, load_backbone
 from biobench.pixel_cache import PixelCache
 from biobench.pixel_sources import StringColumn
+from biobench.precision import Precision, as_record, hardware_of, precision_for_job
 from biobench.preprocess import PixelPlan
 
 __all__ = ["EmbedJob", "OutOfGpuMemory", "embed", "read_embeddings", "read_metadata"]
@@ -49,6 +50,8 @@ class EmbedJob:
     decode: str = "auto"  # "auto": on the device when it is a GPU; "device"; "workers" (PIL in loader processes)
     pixel_cache: Path | None = None  # folder of the decoded-pixel cache (biobench/pixel_cache.py); None = no cache
     pixel_cache_max_gb: float = 20.0  # the cache's size: least recently used entries make room for new ones
+    precision: str = "auto"  # embed.precision: "auto" or "as_requested" (biobench/precision.py)
+    planned_dtype: str | None = None  # the dtype planned when the DAG was built (in the model key); None = plan now
 
 
 def embed(job: EmbedJob) -> dict[str, Any]:
@@ -65,13 +68,14 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     torch.set_num_threads(min(job.threads or usable_cpus(), usable_cpus()))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    precision = _choose_precision(job, device)
     example_ids, paths, owner = _split_images(job.manifest, job.split)
     manifest_sha256 = provenance.sha256_file(job.manifest)
 
     backbone = load_backbone(job.spec)
     backbone.to(device)
     pixel_plan = preprocess.plan(backbone.make_transform())
-    encoder = Encoder(backbone, device, DTYPES[job.spec.dtype], pixel_plan.finish, chunk=1)
+    encoder = Encoder(backbone, device, DTYPES[precision.dtype], pixel_plan.finish, chunk=1)
     encoder.chunk = batch_size = choose_batch_size(job.spec.batch_size, encoder,
                                                    lambda: pixel_plan.pixels(open_rgb(paths[0])))
     source, batches, filler = _pixel_source(job, pixel_plan, paths, manifest_sha256, batch_size, device)
@@ -97,7 +101,7 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
                 "model_spec": job.spec.identity(),
                 "weights_identity": ORGS.get(job.spec.org)().weights_identity(job.spec),
                 "transform": backbone.describe_transform(),
-                "dtype": job.spec.dtype,
+                **as_record(precision),
                 "split": job.split,
                 "manifest": str(job.manifest),
                 "manifest_sha256": manifest_sha256,
@@ -118,9 +122,18 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
             writer.close()
             if filler is not None:
                 filler.abort()
-    log.info("embedded %d images in %.1f s (%.1f images/s) on %s, pixels from %s", len(paths), seconds,
-             len(paths) / seconds, metadata["device"], source)
+    ran = precision.dtype if precision.dtype == precision.requested else (
+        f"{precision.dtype} ({precision.requested} asked)")
+    log.info("embedded %d images in %.1f s (%.1f images/s) on %s in %s, pixels from %s", len(paths), seconds,
+             len(paths) / seconds, metadata["device"], ran, source)
     return metadata
+
+
+def _choose_precision(job: EmbedJob, device: torch.device) -> Precision:
+    """The plan checked against the device this job got, said in the log before any work."""
+    precision = precision_for_job(job.spec.dtype, job.planned_dtype, job.precision, hardware_of(device), job.spec.name)
+    (log.warning if precision.slow else log.info)("%s", precision.describe(job.spec.name))
+    return precision
 
 
 def _split_images(manifest: Path, split: str) -> tuple[StringColumn, StringColumn, np.ndarray]:

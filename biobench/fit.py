@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from biobench import provenance
 from biobench.atomic import atomic_path
 from biobench.classifiers import CLASSIFIERS
+from biobench.classifiers.few_shot import balanced_subsample
 from biobench.embed import METADATA_KEY, read_embeddings
 from biobench.errors import BiobenchError, ConfigError
 from biobench.tasks import TASKS
@@ -37,6 +38,7 @@ class FitJob:
     seed: int = 0
     device: str = "auto"
     keys: dict[str, str] = field(default_factory=dict)  # model_key, dataset_key, classifier_key
+    n_train: int = 0  # training rows per fit (per group, for tasks fitted per group); 0 = all
 
 
 def fit_and_predict(job: FitJob) -> dict[str, Any]:
@@ -57,8 +59,18 @@ def fit_and_predict(job: FitJob) -> dict[str, Any]:
     y_pred = np.empty_like(y_eval)
     prob = np.empty(len(y_eval), np.float32)
     summaries = {}
+    n_fitted = 0
     for group in (sorted(set(groups_eval)) if task.fit_per_group else [None]):
-        fit_rows = groups_train == group if task.fit_per_group else slice(None)
+        fit_rows = np.flatnonzero(groups_train == group) if task.fit_per_group else np.arange(len(y_train))
+        fit_rows = fit_rows[balanced_subsample(y_train[fit_rows], job.n_train, job.seed)]
+        n_fitted += len(fit_rows)
+        if job.n_train and len(np.unique(y_train[fit_rows])) < 2:
+            where = f" in group {group!r}" if task.fit_per_group else ""
+            raise ConfigError(
+                f"config.yaml: tasks.{job.task}.n_train: {job.n_train} training rows{where} hold a single class, and "
+                f"a classifier needs two; use sizes of at least the number of classes "
+                f"({len(np.unique(y_train[groups_train == group] if task.fit_per_group else y_train))} here)"
+            )
         eval_rows = groups_eval == group if task.fit_per_group else slice(None)
         clf = _make_classifier(job, task.metric)
         clf.fit(x_train[fit_rows], y_train[fit_rows])
@@ -79,7 +91,8 @@ def fit_and_predict(job: FitJob) -> dict[str, Any]:
         "split": task.eval_split,
         "manifest": str(Path(job.manifest).resolve()),
         "manifest_sha256": manifest_sha,
-        "n_train": len(y_train),
+        "n_train": n_fitted,
+        "train_size": job.n_train,
         "embedding": embedding_cost(train_meta, eval_meta),
         "fit": {"seconds": round(seconds, 3)},
         "provenance": provenance.record(),
@@ -98,16 +111,19 @@ def fit_and_predict(job: FitJob) -> dict[str, Any]:
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata)})
     with atomic_path(job.out) as tmp:
         pq.write_table(table, tmp)
-    log.info("%s on %s: %s fitted in %.1f s; accuracy %.4f", metadata["model"], job.task, job.classifier,
-             seconds, float((y_pred == y_eval).mean()))
+    log.info("%s on %s: %s fitted on %d training rows in %.1f s; accuracy %.4f", metadata["model"], job.task,
+             job.classifier, n_fitted, seconds, float((y_pred == y_eval).mean()))
     return metadata
 
 
 def embedding_cost(*metas: dict[str, Any]) -> dict[str, Any]:
-    """What embedding the splits this run uses cost: images, device seconds and the resulting images/s."""
+    """What embedding the splits this run uses cost: images, device seconds and the resulting images/s, and the
+    precision that ran (with the model's dtype and why they differ, biobench/precision.py)."""
     images = sum(m["n_images"] for m in metas)
     seconds = sum(m["seconds"] for m in metas)
-    return {"device": metas[-1]["device"], "dtype": metas[-1]["dtype"], "images": images,
+    last = metas[-1]
+    return {"device": last["device"], "dtype": last["dtype"], "dtype_requested": last.get("dtype_requested"),
+            "dtype_reason": last.get("dtype_reason"), "images": images,
             "seconds": round(seconds, 3), "images_per_s": round(images / seconds, 2) if seconds else None}
 
 

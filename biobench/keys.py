@@ -26,9 +26,14 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-").lower() or "x"
 
 
-def model_key(spec: ModelSpec) -> str:
-    """Same spec, same key, whatever its display name: renaming a model recomputes nothing."""
+def model_key(spec: ModelSpec, run_dtype: str | None = None) -> str:
+    """Same spec, same key, whatever its display name: renaming a model recomputes nothing. `run_dtype` is the
+    precision the forward pass runs at (biobench/precision.py); when it is not the spec's own dtype it joins the
+    hash, so features made at different precisions never share a key, and a model that runs its own dtype keeps
+    the key it always had."""
     identity = {**spec.identity(), "weights_identity": ORGS.get(spec.org)().weights_identity(spec)}
+    if run_dtype is not None and run_dtype != spec.dtype:
+        identity["run_dtype"] = run_dtype
     readable = slug(f"{spec.org}-{spec.checkpoint}" if spec.checkpoint else spec.org)
     return f"{readable}-{short_hash(identity)}"
 

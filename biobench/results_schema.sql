@@ -1,9 +1,11 @@
 -- The tables of results/biobench.duckdb. The aggregate step creates them from this file; the report and the
 -- `biobench` command read them. Models and tasks are referred to by their config names.
 
--- One row per (model, task): what produced the predictions (provenance).
+-- One row per (model, task, training size): what produced the predictions (provenance).
 CREATE TABLE runs (
     model VARCHAR NOT NULL,            -- display name from config.yaml
+    train_size INTEGER NOT NULL DEFAULT 0,  -- the task's n_train setting of this fit (0 = every training row)
+    headline BOOLEAN NOT NULL DEFAULT true, -- the task's largest training size: its scores are in task_scores
     model_key VARCHAR NOT NULL,        -- content-addressed key of the model spec
     org VARCHAR,
     checkpoint VARCHAR,
@@ -13,11 +15,14 @@ CREATE TABLE runs (
     classifier_key VARCHAR NOT NULL,
     classifier JSON,                   -- protocol, grid, chosen hyperparameters
     metric VARCHAR NOT NULL,
-    benchmark BOOLEAN NOT NULL,        -- counts in the overall biology score
-    n_train BIGINT,
+    benchmark BOOLEAN NOT NULL,        -- one of BioBench's benchmark tasks: counts in the overall biology score
+    n_train BIGINT,                    -- training rows the fit used
     n_test BIGINT,
     manifest_sha256 VARCHAR,
     embed_device VARCHAR,
+    embed_dtype VARCHAR,               -- precision the embedding's forward pass ran at (biobench/precision.py)
+    embed_dtype_requested VARCHAR,     -- the model's dtype in config.yaml
+    embed_dtype_reason VARCHAR,        -- why that precision ran (e.g. the device has no fast bfloat16)
     embed_images_per_s DOUBLE,
     embed_seconds DOUBLE,
     fit_seconds DOUBLE,
@@ -26,7 +31,7 @@ CREATE TABLE runs (
     packages JSON,
     created_at TIMESTAMP,
     predictions_path VARCHAR,
-    PRIMARY KEY (model, task)
+    PRIMARY KEY (model, task, train_size)
 );
 
 -- Per-example predictions, the source of truth for every number, are stored normalised (strings once per example
@@ -50,10 +55,11 @@ CREATE TABLE labels (
     PRIMARY KEY (task, y)
 );
 
--- One row per (model, task, test example).
+-- One row per (model, task, training size, test example).
 CREATE TABLE prediction_rows (
     model VARCHAR NOT NULL,
     task VARCHAR NOT NULL,
+    train_size INTEGER NOT NULL DEFAULT 0, -- the n_train setting of the fit (0 = every training row)
     example_index INTEGER NOT NULL,    -- -> examples
     y_true BIGINT NOT NULL,
     y_pred BIGINT NOT NULL,
@@ -61,15 +67,33 @@ CREATE TABLE prediction_rows (
     prob DOUBLE                        -- classifier's probability of y_pred
 );
 
+-- The predictions behind task_scores: each task's headline training size.
 CREATE VIEW predictions AS
 SELECT r.model, r.task, e.example_id, r.y_true, r.y_pred, lt.label AS label_true, lp.label AS label_pred,
        r.score, r.prob, e.grp, e.path
 FROM prediction_rows r
+JOIN runs u ON u.model = r.model AND u.task = r.task AND u.train_size = r.train_size AND u.headline
 JOIN examples e ON e.task = r.task AND e.example_index = r.example_index
 LEFT JOIN labels lt ON lt.task = r.task AND lt.y = r.y_true
 LEFT JOIN labels lp ON lp.task = r.task AND lp.y = r.y_pred;
 
--- Per (model, task): point estimate and paired-bootstrap percentile interval.
+-- Per (model, task, training size): every n_train setting's score, with its paired-bootstrap percentile interval
+-- (the same resamples for every size of a task). The headline rows repeat task_scores.
+CREATE TABLE train_size_scores (
+    model VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    train_size INTEGER NOT NULL,       -- the n_train setting (0 = every training row)
+    n_train BIGINT,                    -- training rows the fit used
+    headline BOOLEAN NOT NULL,
+    metric VARCHAR NOT NULL,
+    value DOUBLE NOT NULL,
+    ci_low DOUBLE NOT NULL,
+    ci_high DOUBLE NOT NULL,
+    n BIGINT NOT NULL,                 -- evaluation examples
+    PRIMARY KEY (model, task, train_size)
+);
+
+-- Per (model, task): point estimate and paired-bootstrap percentile interval, at the task's headline training size.
 CREATE TABLE task_scores (
     model VARCHAR NOT NULL,
     task VARCHAR NOT NULL,
@@ -83,17 +107,20 @@ CREATE TABLE task_scores (
     PRIMARY KEY (model, task)
 );
 
--- Per model: unweighted mean over the benchmark tasks. NULL value when a benchmark task is missing.
+-- Per model: unweighted mean over the run's benchmark tasks (BioBench's ten; prior-work tasks are not averaged).
+-- NULL value when the model lacks a benchmark task of the run; `partial` when the run lacks some of the ten.
 CREATE TABLE overall_scores (
     model VARCHAR PRIMARY KEY,
     value DOUBLE,
     ci_low DOUBLE,
     ci_high DOUBLE,
-    n_tasks INTEGER NOT NULL,
-    missing_tasks VARCHAR[],
+    n_tasks INTEGER NOT NULL,          -- benchmark tasks averaged
+    tasks VARCHAR[],                   -- which
+    missing_tasks VARCHAR[],           -- BioBench's benchmark tasks not in the mean
+    partial BOOLEAN NOT NULL DEFAULT false,
     rank INTEGER,
     tied_with_best BOOLEAN,
-    note VARCHAR                       -- why there is no overall score, when there is none
+    note VARCHAR                       -- why there is no overall score, or what a partial mean leaves out
 );
 
 -- Every ordered pair (model_a, model_b), per task and overall (task = '__overall__'): a - b.

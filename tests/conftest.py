@@ -10,6 +10,7 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("BIOBENCH_EMBED_TARGET", None)  # each Snakemake run a test starts plans its own precisions
 
 ROOT = Path(__file__).resolve().parent.parent
 

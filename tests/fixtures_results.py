@@ -41,15 +41,17 @@ def write_results_db(
     n_resamples: int = 200,
     confidence: float = 0.95,
     seed: int = 0,
+    train_sizes: Mapping[str, Sequence[int]] = {},
 ) -> Path:
     """Write `db_path` for `models` (name -> accuracy) on `tasks`; `missing` lists (model, task) never run.
 
     Tasks whose name starts with "imagenet" are not benchmark tasks. The first `missing_images` examples of each
-    task point at image files that do not exist.
+    task point at image files that do not exist. `train_sizes` gives tasks fitted at several n_train settings
+    (0 = all, the headline); smaller sizes score lower.
     """
     rng = np.random.default_rng(seed)
     benchmark = [t for t in tasks if not t.startswith("imagenet")]
-    runs, examples, labels, predictions, task_scores, pairwise = [], [], [], [], [], []
+    runs, examples, labels, predictions, task_scores, pairwise, size_scores = [], [], [], [], [], [], []
     boot: dict[tuple[str, str], np.ndarray] = {}
     point: dict[tuple[str, str], float] = {}
     for t_index, task in enumerate(tasks):
@@ -69,6 +71,8 @@ def write_results_db(
             predictions.append(_prediction_rows(model, task, y_true, y_pred, rng))
             runs.append(_run(model, task, m_index, task in benchmark, n_test))
         task_scores += _scores(task, present, point, boot, confidence)
+        size_scores += _train_size_scores(task, present, point, boot, confidence, train_sizes.get(task, (0,)),
+                                          n_train=4 * n_test)
         pairwise += _pairs(task, present, point, boot, confidence)
 
     complete = [m for m in models if all((m, t) in point for t in benchmark)]
@@ -109,6 +113,7 @@ def write_results_db(
             ("labels", pd.concat(labels, ignore_index=True)),
             ("prediction_rows", pd.concat(predictions, ignore_index=True)),
             ("task_scores", pd.DataFrame(task_scores)),
+            ("train_size_scores", pd.DataFrame(size_scores)),
             ("overall_scores", overall),
             ("pairwise", pd.DataFrame(pairwise)),
             ("settings", settings),
@@ -117,6 +122,20 @@ def write_results_db(
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
             con.unregister("frame")
     return db_path
+
+
+def _train_size_scores(task, models, point, boot, confidence, sizes, n_train) -> list[dict]:
+    lo, hi = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
+    rows = []
+    for model in models:
+        for size in sizes:
+            shrink = 1.0 if size == 0 else 0.4 + 0.6 * np.log(size) / np.log(n_train)
+            values = boot[model, task] * shrink
+            rows.append({"model": model, "task": task, "train_size": size, "n_train": size or n_train,
+                         "headline": size == 0, "metric": "accuracy", "value": point[model, task] * shrink,
+                         "ci_low": float(np.percentile(values, lo)), "ci_high": float(np.percentile(values, hi)),
+                         "n": len(values)})
+    return rows
 
 
 def _write_images(folder: Path, task: str, n: int, n_classes: int, n_missing: int, jpeg: bool) -> list[str]:

@@ -256,8 +256,9 @@ class ProtocolRun:
 
 
 def run_protocol(task_name: str, options: dict[str, Any], data_dir: Path, work: Path,
-                 classifier_params: dict[str, Any]) -> ProtocolRun:
-    """Manifest -> embed the train and eval splits with raw pixels -> the task's classifier -> predictions."""
+                 classifier_params: dict[str, Any], n_train: int = 0) -> ProtocolRun:
+    """Manifest -> embed the train and eval splits with raw pixels -> the task's classifier, with the task's reference
+    settings under `classifier_params` as the workflow passes them -> predictions."""
     task = TASKS.get(task_name)
     manifest_path = work / "manifest.parquet"
     manifest = write_manifest(task_name, options, data_dir, manifest_path)
@@ -268,8 +269,8 @@ def run_protocol(task_name: str, options: dict[str, Any], data_dir: Path, work: 
                        frame_pooling=task.frame_pooling, threads=1))
     out = work / "predictions.parquet"
     metadata = fit_and_predict(FitJob(task_name, "p", manifest_path, embeddings[task.train_split],
-                                      embeddings[task.eval_split], out, task.classifier, classifier_params,
-                                      device="cpu"))
+                                      embeddings[task.eval_split], out, task.classifier,
+                                      task().classifier_settings(classifier_params), device="cpu", n_train=n_train))
     predictions = pq.read_table(out).to_pandas()
     evaluated = manifest[manifest["split"] == task.eval_split]
     assert predictions["example_id"].tolist() == evaluated["example_id"].tolist()

@@ -49,7 +49,9 @@ def test_scores_lists_overall_and_every_task_with_intervals_and_ties(db, capsys)
     assert code == 0
     assert "95% percentile intervals from 300 paired bootstrap resamples" in out
     overall = out.split("\n\n")[1]
-    assert overall.startswith("overall: unweighted mean over the 2 benchmark tasks (kabr, plankton)")
+    assert overall.startswith(
+        "overall: PARTIAL mean over 2 of BioBench's 10 benchmark tasks (kabr, plankton); "
+        "missing: beluga, ecdysis, fishnet, fungiclef, herbarium19, iwildcam, mammalnet, plantnet")
     assert "gamma" in overall and "no overall score: missing benchmark task(s) plankton" in overall
     with duckdb.connect(str(db), read_only=True) as con:
         value, low, high, tied = con.execute("SELECT value, ci_low, ci_high, tied_with_best FROM task_scores "

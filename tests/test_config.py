@@ -15,7 +15,7 @@ def test_default_config_loads_and_fills_defaults():
     cfg = config.load_file(ROOT / "config.yaml", SCHEMA)
     assert set(cfg.models) == {"efficientnet-lite0-imagenet", "efficientnet-lite0-random-init", "raw-pixels"}
     assert cfg.bootstrap.resamples == 1000 and cfg.bootstrap.confidence == 0.95 and cfg.bootstrap.seed == 0
-    assert cfg.embed.device == "auto"
+    assert cfg.embed.device == "auto" and cfg.embed.precision == "auto"
     assert cfg.tasks["animals"].train_size == 2000
 
 
@@ -26,6 +26,7 @@ def test_default_config_loads_and_fills_defaults():
         (lambda c: c["models"]["pixels"].update(imagesize=8), ["unknown key 'imagesize'", "image_size"]),
         (lambda c: c["models"]["pixels"].update(image_size="big"), ["models.pixels.image_size", "integer", "'big'"]),
         (lambda c: c["models"]["pixels"].update(dtype="bf16"), ["dtype", "'bf16'", "'bfloat16'"]),
+        (lambda c: c["embed"].update(precision="fast"), ["embed.precision", "'fast'", "'as_requested'"]),
         (lambda c: c["bootstrap"].update(resamples=10), ["bootstrap.resamples", "100"]),
         (lambda c: c["tasks"]["animals"].update(train_sise=5), ["unknown key 'train_sise'", "train_size"]),
         (lambda c: c["tasks"]["animals"].update(train_size="many"), ["tasks.animals.train_size", "int"]),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from biobench import precision
 from biobench.classifiers import multinomial
 from biobench.classifiers.base import bfloat16_is_fast
 from biobench.classifiers.logreg import LogisticRegression, LogRegParams
@@ -118,8 +119,24 @@ def test_logreg_protocol_records_and_validates_the_phase():
         LogRegParams(bfloat16_phase="yes")
 
 
-def test_bfloat16_is_fast_follows_the_cpu_capabilities():
+def test_bfloat16_is_fast_follows_the_cpu_capabilities(monkeypatch):
+    for limit in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.delenv(limit, raising=False)
     capabilities = torch.cpu.get_capabilities()
     expected = bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
     assert bfloat16_is_fast(torch.device("cpu")) is (expected and torch.backends.mkldnn.is_available())
     assert bfloat16_is_fast(torch.device("meta")) is False
+
+
+def test_probe_skips_the_bfloat16_phase_where_onednn_may_not_use_native_bfloat16(monkeypatch):
+    """The probe and the embeddings share one decision (biobench/precision.py): an AVX2-only CPU, emulated by
+    limiting oneDNN, gets no bfloat16 phase."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert bfloat16_is_fast(torch.device("cpu")) is False
+    limited = precision.cpu_hardware()
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")  # oneDNN reads it once: fitting with it set would limit later tests too
+    monkeypatch.setattr(precision, "cpu_hardware", lambda: limited)
+    x, y = correlated_problem(400, 12, 3, seed=2)
+    model = LogisticRegression(device="cpu", Cs=[1.0], bfloat16_phase="auto")
+    model.fit(x, y)
+    assert model.summary()["bfloat16_phase"] is False

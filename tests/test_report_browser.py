@@ -20,7 +20,7 @@ from fixtures_results import write_results_db
 
 pytestmark = pytest.mark.browser
 
-CHARTS = {"task_scores", "pairwise", "imagenet_vs_biology", "compute"}
+CHARTS = {"task_scores", "pairwise", "train_sizes", "imagenet_vs_biology", "compute"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -105,7 +105,8 @@ def page_problems(
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("browser")
-    db = write_results_db(root / "biobench.duckdb", root / "images", missing=[("pixels", "kabr")], missing_images=1)
+    db = write_results_db(root / "biobench.duckdb", root / "images", missing=[("pixels", "kabr")], missing_images=1,
+                          train_sizes={"kabr": (10, 100, 0), "imagenet1k": (1000, 0)})
     build_report(db, root / "reports")
     return root / "reports"
 
@@ -139,3 +140,25 @@ def test_page_without_vega_or_with_a_cdn_script_is_reported(report, tmp_path):
     problems = page_problems(open_page(index, tmp_path / "broken.png"), CHARTS, leaderboard_rows=3, thumbnails=True)
     assert any("tried to fetch https://cdn.jsdelivr.net" in p for p in problems), problems
     assert any("drew no <svg>" in p for p in problems) or any("error shown" in p for p in problems), problems
+
+
+def test_score_against_training_size_renders_from_real_aggregation(tmp_path):
+    """Predictions at three n_train settings -> the real aggregate step -> the report: the chart is drawn."""
+    from biobench.aggregate import aggregate
+    from biobench.stats import simulate
+
+    rng = np.random.default_rng(0)
+    n, y_true = 120, rng.integers(0, 4, 120)
+    paths = []
+    for size, right in ((4, 0.4), (40, 0.6), (0, 0.8)):
+        predictions = {m: np.where(rng.random(n) < right + bonus, y_true, (y_true + 1) % 4)
+                       for m, bonus in (("alpha", 0.0), ("beta", 0.1))}
+        paths += simulate.write_task(tmp_path / "data", "kabr", metric="macro_f1", labels=list("abcd"),
+                                     y_true=y_true, predictions=predictions, train_size=size)
+    aggregate(paths, tmp_path / "biobench.duckdb", n_resamples=100)
+    build_report(tmp_path / "biobench.duckdb", tmp_path / "reports")
+    page = open_page(tmp_path / "reports" / INDEX_FILE, tmp_path / "sizes.png")
+    expected = {"task_scores", "pairwise", "train_sizes", "compute"}
+    assert page_problems(page, expected, leaderboard_rows=2) == []
+    assert "Score against training size" in page.dom
+    assert "partial mean over 1 of BioBench" in page.dom  # kabr alone: a partial overall mean, named as such

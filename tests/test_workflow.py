@@ -103,3 +103,24 @@ def test_slurm_profile_dry_run_plans_the_workflow(tmp_path):
     write_config(tmp_path, small_config())
     result = snakemake(tmp_path, "-n", "--profile", str(ROOT / "profiles/slurm"))
     assert planned_jobs(result)["embed"] == 4
+
+
+def test_training_sizes_add_fits_only_and_are_scored(finished, checkout):
+    config = small_config()
+    config["tasks"]["animals"]["n_train"] = [20, 0]
+    write_config(finished, config)
+    try:
+        assert planned_jobs(snakemake(finished, "-n", checkout=checkout)) == {"fit": 2, "aggregate": 1, "report": 1,
+                                                                              "all": 1}
+        snakemake(finished, checkout=checkout)
+        con = duckdb.connect(str(finished / "results/biobench.duckdb"), read_only=True)
+        sizes = con.execute("SELECT train_size, n_train, headline, count(*) FROM train_size_scores "
+                            "GROUP BY ALL ORDER BY train_size").fetchall()
+        assert sizes == [(0, 200, True, 2), (20, 20, False, 2)]
+        headline = con.execute("SELECT count(*) FROM task_scores s JOIN train_size_scores z USING (model, task) "
+                               "WHERE z.headline AND s.value = z.value").fetchall()[0][0]
+        assert headline == 2 and con.execute("SELECT count(*) FROM predictions").fetchall()[0][0] == 200
+        assert "<svg" in (finished / "reports/figures/train_sizes.svg").read_text()
+    finally:
+        write_config(finished, small_config())
+    assert planned_jobs(snakemake(finished, "-n", checkout=checkout)) in ({}, {"aggregate": 1, "report": 1, "all": 1})

@@ -11,6 +11,7 @@ import torch
 from beartype import beartype
 from jaxtyping import Float32, Int, Int64, jaxtyped
 
+from biobench import precision
 from biobench.errors import ConfigError
 from biobench.registry import Registry
 
@@ -113,14 +114,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def bfloat16_is_fast(device: torch.device) -> bool:
-    """Whether bfloat16 matrix products run faster than float32 ones here: tensor cores (CUDA compute capability 8.0
-    and up), or a CPU whose instructions oneDNN uses for them (AVX512-BF16, AMX-BF16). Elsewhere they are emulated."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device) >= (8, 0)
-    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
-        return False
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
-    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    """Whether bfloat16 matrix products run faster than float32 ones here (biobench/precision.py decides, as it does
+    for the embeddings): tensor cores, or a CPU with AVX512-BF16 or AMX that oneDNN and ATen may use."""
+    return precision.is_fast("bfloat16", device)
 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -4,6 +4,11 @@ solved by full-batch L-BFGS in torch (any device), with a warm-started path over
 sklearn minimises C * sum_i CE_i + ||W||^2 / 2 (intercept not penalised). Divided by C n that is
     mean_i CE_i + lam / 2 * ||W||^2,   lam = 1 / (C n),
 the form sklearn's own solver works on, so its `tol` (bound on the largest gradient entry) means the same here.
+With sample weights w_i (sklearn's sample_weight, or class_weight turned into one), sklearn minimises
+C * sum_i w_i CE_i + ||W||^2 / 2 and works on it divided by C sum_i w_i: the mean becomes the weighted mean
+sum_i w_i CE_i / sum_i w_i and n becomes sum_i w_i in lam. Balanced class weights sum to n, so for them only the
+mean changes. The solver rescales the weights to mean 1 and divides its sums by n as it does without weights, so
+that uniform weights compute exactly what no weights do (bfloat16 rounding included).
 With two classes sklearn fits one weight vector (binomial loss); here row 0 of W and b is pinned at zero, which is
 the same model and objective.
 
@@ -61,7 +66,7 @@ class Solution:
     C: float
     weight: torch.Tensor  # [K, d]
     bias: torch.Tensor  # [K]
-    objective: float  # mean cross-entropy + ||W||^2 / (2 C n); sklearn's objective is this times C n
+    objective: float  # (weighted) mean cross-entropy + lam / 2 ||W||^2; sklearn's objective is this / lam
     grad_max: float  # largest |entry| of the gradient of `objective`, the quantity `tol` bounds
     iterations: int  # both phases
     bfloat16_iterations: int  # of which with bfloat16 matrix products
@@ -75,17 +80,26 @@ class Solution:
 
 
 class MultinomialProblem:
-    """Mean softmax cross-entropy of a linear model on fixed rows; holds the n x K buffers the solver reuses."""
+    """Mean softmax cross-entropy of a linear model on fixed rows, or its mean weighted by `sample_weight`; holds the
+    n x K buffers the solver reuses."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int, sample_weight: torch.Tensor | None = None):
         n, d = x.shape
         self.x, self.y, self.n, self.d, self.n_classes = x, y, n, d, n_classes
+        self.total_weight = float(n)  # what sklearn's penalty is scaled by: lam = 1 / (C * total_weight)
+        self.row_weight: torch.Tensor | None = None  # w_i rescaled to mean 1, n w_i / sum_j w_j; None: all 1
+        if sample_weight is not None:
+            self.total_weight = sample_weight.sum(dtype=torch.float64).item()
+            self.row_weight = (sample_weight.double() * (n / self.total_weight)).to(x.dtype)
         self.n_weights = n_classes * d
         self.size = self.n_weights + n_classes
         self.pinned = n_classes == 2
         self.flat_target = torch.arange(n, device=x.device) * n_classes + y
         self.logits = torch.empty(n, n_classes, dtype=x.dtype, device=x.device)
         self.step_logits = torch.empty_like(self.logits)  # the logits' rate of change along the search direction
+        # step_logits, each row times its weight (without weights: step_logits itself), and its sum at the targets
+        self.slope_logits = self.step_logits if self.row_weight is None else torch.empty_like(self.logits)
+        self.target_rate = torch.zeros((), dtype=x.dtype, device=x.device)
         self.probs = torch.empty_like(self.logits)
         self.x_bfloat16: torch.Tensor | None = None  # while set, the matrix products read these rows in bfloat16
         self.low: torch.Tensor | None = None  # their n x K operand or result in bfloat16, allocated once
@@ -98,6 +112,9 @@ class MultinomialProblem:
 
     def set_direction(self, direction: torch.Tensor) -> None:
         self._linear(direction, out=self.step_logits)
+        if self.row_weight is not None:
+            torch.mul(self.step_logits, self.row_weight[:, None], out=self.slope_logits)
+        self.target_rate = self.slope_logits.view(-1)[self.flat_target].sum()
 
     def use_bfloat16(self, x_bfloat16: torch.Tensor | None) -> None:
         """Run the matrix products on these rows in bfloat16, or (None) on x in its own dtype."""
@@ -114,7 +131,7 @@ class MultinomialProblem:
         out.copy_(self.low)
 
     def data_loss(self, t: float) -> torch.Tensor:
-        """Mean cross-entropy at logits + t * step_logits; leaves the softmax in `probs`."""
+        """(Weighted) mean cross-entropy at logits + t * step_logits; leaves the softmax in `probs`."""
         p = self.probs
         if t == 0.0:
             z = self.logits
@@ -127,15 +144,21 @@ class MultinomialProblem:
         if len(lost):  # the target's probability is too small for its log to be exact: -log_softmax directly
             rows = self.logits[lost] + t * self.step_logits[lost]
             loss[lost] = torch.logsumexp(rows, dim=1) - rows.gather(1, self.y[lost, None]).view(-1)
-        return loss.mean()
+        return loss.mean() if self.row_weight is None else torch.dot(loss, self.row_weight) / self.n
+
+    def data_slope(self) -> torch.Tensor:
+        """d data_loss(t) / dt at the t of the last data_loss(), along the last set_direction()."""
+        return (torch.dot(self.probs.view(-1), self.slope_logits.view(-1)) - self.target_rate) / self.n
 
     def step(self, t: float) -> None:
         self.logits.add_(self.step_logits, alpha=t)
 
     def data_gradient(self) -> torch.Tensor:
-        """Gradient of the mean cross-entropy at the point of the last data_loss(); consumes `probs`."""
+        """Gradient of the (weighted) mean cross-entropy at the point of the last data_loss(); consumes `probs`."""
         residual = self.probs
         residual.view(-1)[self.flat_target] -= 1.0
+        if self.row_weight is not None:
+            residual.mul_(self.row_weight[:, None])
         grad = torch.empty(self.size, dtype=self.x.dtype, device=self.x.device)
         grad_w, grad_b = self.split(grad)
         if self.x_bfloat16 is None:
@@ -292,15 +315,17 @@ def fit_path(
     init: tuple[torch.Tensor, torch.Tensor] | None = None,
     whiten: bool = True,
     bfloat16_phase: bool = False,
+    sample_weight: Float[torch.Tensor, " n"] | None = None,
 ) -> list[Solution]:
     """Solve for each C in increasing order (strongest regularisation first), each warm-started from the last.
     Labels are 0..n_classes-1. `init` = (weight [K, d], bias [K]) starts the first C. Runs on x's device and dtype;
     the rows stay put and every buffer is allocated once, outside the loop over C. `whiten=False` searches in the
     raw coordinates instead of the whitened ones (same objective and optimum; for comparison). `bfloat16_phase`
-    starts each C with bfloat16 matrix products (module docstring); `max_iter` bounds both phases together."""
+    starts each C with bfloat16 matrix products (module docstring); `max_iter` bounds both phases together.
+    `sample_weight` (>= 0, on x's device) weights each row's cross-entropy as sklearn's sample_weight does."""
     if n_classes < 2:
         raise ValueError(f"logistic regression needs at least 2 classes, got {n_classes}")
-    problem = MultinomialProblem(x, y, n_classes)
+    problem = MultinomialProblem(x, y, n_classes, _checked_weights(sample_weight, x))
     theta = torch.zeros(problem.size, dtype=x.dtype, device=x.device)
     if init is not None:
         weight, bias = problem.split(theta)
@@ -321,7 +346,7 @@ def fit_path(
     lam_prev = None
     for C in sorted(Cs):
         start = time.perf_counter()
-        lam = 1.0 / (C * problem.n)
+        lam = 1.0 / (C * problem.total_weight)
         ratio = whitening.set_l2(lam)
         if lam_prev is not None:
             memory.change_objective(lam - lam_prev, problem.n_weights, problem.d, ratio, whitening.l2_diagonal())
@@ -386,7 +411,8 @@ def _with_l2(data_grad: torch.Tensor, theta: torch.Tensor, lam: float, n_weights
 
 
 def _minimise(problem, whitening, theta, data_loss, data_grad, lam, memory, tol, max_iter):
-    """L-BFGS from theta (updated in place) on mean CE + lam/2 ||W||^2, its memory in the whitened coordinates.
+    """L-BFGS from theta (updated in place) on (weighted) mean CE + lam/2 ||W||^2, its memory in the whitened
+    coordinates.
     Returns the data loss and gradient at the end point, and the other facts for Solution."""
     nw = problem.n_weights
     grad = _with_l2(data_grad, theta, lam, nw)
@@ -410,12 +436,10 @@ def _minimise(problem, whitening, theta, data_loss, data_grad, lam, memory, tol,
         problem.set_direction(direction)
         w, dw = theta[:nw], direction[:nw]
         ww, wd, dd = torch.stack([torch.dot(w, w), torch.dot(w, dw), torch.dot(dw, dw)]).tolist()
-        target_rate = problem.step_logits.view(-1)[problem.flat_target].sum()
 
         def along(t: float) -> tuple[float, float, torch.Tensor]:
             loss = problem.data_loss(t)
-            rate = (torch.dot(problem.probs.view(-1), problem.step_logits.view(-1)) - target_rate) / problem.n
-            value, slope_t = torch.stack([loss, rate]).tolist()
+            value, slope_t = torch.stack([loss, problem.data_slope()]).tolist()
             value += 0.5 * lam * (ww + 2 * t * wd + t * t * dd)
             slope_t += lam * (wd + t * dd)
             return value, slope_t, loss
@@ -567,13 +591,30 @@ def predict(
 
 
 def objective_value(
-    x: torch.Tensor, y: torch.Tensor, n_classes: int, weight: torch.Tensor, bias: torch.Tensor, C: float
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    C: float,
+    sample_weight: torch.Tensor | None = None,
 ) -> float:
-    """mean CE + ||W||^2 / (2 C n) at (weight, bias), for comparing solutions (multiply by C n for sklearn's)."""
-    problem = MultinomialProblem(x, y, n_classes)
+    """mean CE + ||W||^2 / (2 C n) at (weight, bias), for comparing solutions (multiply by C n for sklearn's).
+    With sample_weight: sum_i w_i CE_i / sum_i w_i + ||W||^2 / (2 C sum_i w_i) (multiply by C sum_i w_i)."""
+    problem = MultinomialProblem(x, y, n_classes, _checked_weights(sample_weight, x))
     theta = torch.cat([weight.reshape(-1), bias]).to(x.dtype)
     problem.set_logits(theta)
-    return _objective(problem.data_loss(0.0), theta, 1.0 / (C * problem.n), problem.n_weights)
+    return _objective(problem.data_loss(0.0), theta, 1.0 / (C * problem.total_weight), problem.n_weights)
+
+
+def _checked_weights(sample_weight: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    if sample_weight is None:
+        return None
+    if sample_weight.shape != (x.shape[0],):
+        raise ValueError(f"{x.shape[0]} rows but sample weights of shape {tuple(sample_weight.shape)}")
+    if not (torch.isfinite(sample_weight).all() and (sample_weight >= 0).all() and (sample_weight > 0).any()):
+        raise ValueError("sample weights must be finite and >= 0, and not all 0")
+    return sample_weight.to(x)
 
 
 def weights_from_sklearn(coef, intercept) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""A seeded, stratified validation split carved from the training rows, for choosing hyperparameters."""
+"""Seeded, stratified validation splits carved from the training rows, for choosing hyperparameters: one hold-out
+split, or k folds."""
 
 from __future__ import annotations
 
@@ -27,3 +28,21 @@ def stratified_split(
     val = np.sort(np.concatenate(val_parts)) if val_parts else np.zeros(0, dtype=np.int64)
     fit = np.setdiff1d(np.arange(len(y)), val, assume_unique=True)
     return fit.astype(np.int64), val.astype(np.int64)
+
+
+@jaxtyped(typechecker=beartype)
+def stratified_folds(y: Int[np.ndarray, " n"], n_folds: int, seed: int) -> Int64[np.ndarray, " n"]:
+    """The fold (0..n_folds-1) of each row. The rows, grouped by class and shuffled within each class, are dealt
+    round-robin to the folds, the deal running on from one class to the next. Each class is then spread as evenly
+    as it can be (its fold counts differ by at most one) and so are the folds' sizes: the allocation of sklearn's
+    StratifiedKFold, with another shuffle."""
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds!r}")
+    rng = np.random.default_rng(seed)
+    order = np.argsort(y, kind="stable")
+    _, starts, counts = np.unique(y[order], return_index=True, return_counts=True)
+    for start, count in zip(starts, counts):
+        rng.shuffle(order[start : start + count])
+    folds = np.empty(len(y), dtype=np.int64)
+    folds[order] = np.arange(len(y)) % n_folds
+    return folds

@@ -20,6 +20,7 @@ FIGURE_FILES: dict[str, str] = {
     "leaderboard": "figures/leaderboard.html",
     "task_scores": "figures/task_scores.svg",
     "pairwise": "figures/pairwise.svg",
+    "train_sizes": "figures/train_sizes.svg",
     "imagenet_vs_biology": "figures/imagenet_vs_biology.svg",
     "compute": "figures/compute.svg",
     "examples": "figures/examples.html",
@@ -39,6 +40,7 @@ def build_report(db_path: Path, out_dir: Path) -> dict[str, Path]:
     chart_figures = {
         "task_scores": charts.task_scores(r),
         "pairwise": charts.pairwise(r),
+        "train_sizes": charts.train_sizes(r),
         "imagenet_vs_biology": charts.imagenet_vs_biology(r),
         "compute": charts.compute(r),
     }
@@ -65,9 +67,11 @@ def _sections(r: Results, figures: dict[str, ChartFigure], examples_html: str, c
         "leaderboard": (
             f"Each task's score is its metric on all test examples; below it, the {conf} percentile interval over "
             f"{resamples} paired bootstrap resamples of the test examples (the same resamples for every model). "
-            "Overall = unweighted mean of the benchmark tasks' scores; its interval resamples each task "
+            "Overall = unweighted mean of the scores of BioBench's benchmark tasks in this run (prior-work tasks "
+            "such as NeWT, iNat21 and ImageNet-1K are shown but not averaged; a run with only some of the "
+            "benchmark tasks gets a partial mean, marked as such); its interval resamples each task "
             "independently and averages. Shaded cells are not significantly worse than the best "
-            "(paired bootstrap tests, Holm-corrected)."
+            "(paired bootstrap tests, Holm-corrected). A task fitted at several training sizes shows its largest."
         ),
         "task_scores": (
             f"Dot = score on the test set; whisker = {conf} paired-bootstrap percentile interval "
@@ -79,6 +83,14 @@ def _sections(r: Results, figures: dict[str, ChartFigure], examples_html: str, c
             f"paired-bootstrap p-value is below {alpha} (blue: A better, red: B better; not corrected for multiple "
             f"comparisons); grey otherwise. Hover a cell for the {conf} interval of the difference and the p-value."
         ),
+        "train_sizes": (
+            "Score against the number of training examples the probe was fitted on (tasks.<task>.n_train: a "
+            "seeded, class-balanced subsample of the training split; smaller sizes are subsets of larger ones). "
+            f"The evaluation split is always whole. Whiskers: {conf} percentile intervals over {resamples} "
+            "bootstrap resamples of the test examples, the same resamples for every model and size. The "
+            "classifier is not refitted on resamples, so the whiskers leave out the variation of drawing another "
+            "training subsample."
+        ),
         "imagenet_vs_biology": (
             "Each model's ImageNet-1K score (x) against its overall biology score (y, the unweighted mean over "
             f"the benchmark tasks, which exclude ImageNet); whiskers are {conf} paired-bootstrap intervals."
@@ -86,7 +98,9 @@ def _sections(r: Results, figures: dict[str, ChartFigure], examples_html: str, c
         "compute": (
             "From the embedding provenance of each run: throughput = images embedded ÷ embedding seconds, "
             "summed over the model's tasks (images embedded = recorded images/s × seconds); time = embedding "
-            "wall-clock time on the device, stacked by task. Classifier fitting is listed in the table only."
+            "wall-clock time on the device, stacked by task. Classifier fitting is listed in the table only. The "
+            "table's precision is what the forward pass ran at, with the model's dtype where that differs (a half "
+            "precision the device has no fast arithmetic for runs float32 under embed.precision: auto)."
         ),
         "examples": (
             "Where does model A beat model B? Test examples whose true label A predicts and B does not, with the "
@@ -98,6 +112,7 @@ def _sections(r: Results, figures: dict[str, ChartFigure], examples_html: str, c
         "leaderboard": "Leaderboard",
         "task_scores": "Scores per task",
         "pairwise": "Pairwise significance",
+        "train_sizes": "Score against training size",
         "imagenet_vs_biology": "ImageNet vs biology",
         "compute": "Compute cost",
         "examples": "Example browser",

@@ -162,9 +162,13 @@ def imagenet_vs_biology(r: Results) -> ChartFigure:
     notes = (f"Not shown: {', '.join(left_out)}.",) if left_out else ()
     if r.is_benchmark(imagenet):
         notes += ("ImageNet-1K is a benchmark task in this run, so it is part of the overall score on the y axis.",)
+    if r.benchmark_tasks and r.missing_benchmark_tasks:
+        notes += (f"The overall biology score is a partial mean over {', '.join(r.benchmark_tasks)}; BioBench's "
+                  f"{', '.join(r.missing_benchmark_tasks)} are missing.",)
     if not rows:
         return ChartFigure(None, "No model has both an ImageNet-1K score and an overall biology score.", notes)
-    x_title, y_title = fmt.axis(f"ImageNet-1K {r.metric(imagenet)}"), fmt.axis("overall biology score")
+    partial = " (partial mean)" if r.missing_benchmark_tasks else ""
+    x_title, y_title = fmt.axis(f"ImageNet-1K {r.metric(imagenet)}"), fmt.axis(f"overall biology score{partial}")
     base = alt.Chart(pd.DataFrame(rows)).encode(
         tooltip=[
             alt.Tooltip("model:N"),
@@ -186,6 +190,62 @@ def imagenet_vs_biology(r: Results) -> ChartFigure:
         ),
     ).properties(width=560, height=380)
     return ChartFigure(finish(chart), notes=notes)
+
+
+def train_sizes(r: Results) -> ChartFigure:
+    fmt = r.format
+    tasks = [t for t in r.tasks if len({s.train_size for s in r.train_sizes if s.task == t}) > 1]
+    if not tasks:
+        return ChartFigure(
+            None,
+            "Every task was fitted at a single training size. List several in config.yaml, e.g. tasks: {kabr: "
+            "{n_train: [1, 10, 100, 0]}} (0 = every training row), to see score against training size.",
+        )
+    rows = [
+        {
+            "model": s.model,
+            "task": _task_label(r, s.task),
+            "rows": s.n_train,
+            "setting": "all" if s.train_size == 0 else str(s.train_size),
+            "value": s.value * fmt.factor,
+            "lo": s.ci_low * fmt.factor,
+            "hi": s.ci_high * fmt.factor,
+            "interval": fmt.interval(s.ci_low, s.ci_high),
+        }
+        for s in r.train_sizes
+        if s.task in tasks and s.n_train
+    ]
+    models = [m for m in r.models if any(row["model"] == m for row in rows)]
+    color = alt.Color("model:N", sort=models, scale=alt.Scale(scheme="tableau10"),
+                      legend=alt.Legend(orient="top", title=None))
+    x = alt.X("rows:Q", scale=alt.Scale(type="log", nice=False, padding=12), title="training examples (log scale)",
+              axis=alt.Axis(format="~s"))
+    base = alt.Chart().encode(
+        x=x,
+        color=color,
+        tooltip=[
+            alt.Tooltip("model:N"),
+            alt.Tooltip("task:N"),
+            alt.Tooltip("setting:N", title="n_train"),
+            alt.Tooltip("rows:Q", format=",", title="training examples"),
+            alt.Tooltip("value:Q", format=f".{fmt.digits}f", title=fmt.axis("score")),
+            alt.Tooltip("interval:N", title=f"{r.confidence_label} interval"),
+        ],
+    )
+    columns = min(3, len(tasks))
+    chart = (
+        alt.layer(
+            base.mark_rule(strokeWidth=2, opacity=0.55).encode(
+                y=alt.Y("lo:Q", scale=alt.Scale(zero=False, nice=True), title=fmt.axis("score")), y2="hi:Q"),
+            base.mark_line(strokeWidth=1.5).encode(y="value:Q"),
+            base.mark_point(filled=True, size=60, opacity=1).encode(y="value:Q"),
+            data=pd.DataFrame(rows),
+        )
+        .properties(width=_facet_width(columns, label_px=60), height=220)
+        .facet(facet=alt.Facet("task:N", sort=[_task_label(r, t) for t in tasks], title=None), columns=columns)
+        .resolve_scale(y="independent")
+    )
+    return ChartFigure(finish(chart))
 
 
 def compute(r: Results) -> ChartFigure:
@@ -300,12 +360,14 @@ def _status_color() -> alt.Color:
 
 
 def _task_label(r: Results, task: str) -> str:
-    suffix = "" if r.is_benchmark(task) else ", not in overall"
+    suffix = "" if r.is_benchmark(task) else ", prior work" if r.is_prior_work(task) else ", not in overall"
     return f"{task} ({r.metric(task)}{suffix})"
 
 
 def _panel_label(r: Results, task: str) -> str:
-    return "overall (benchmark tasks)" if task == OVERALL else _task_label(r, task)
+    if task != OVERALL:
+        return _task_label(r, task)
+    return "overall (partial mean of benchmark tasks)" if r.missing_benchmark_tasks else "overall (benchmark tasks)"
 
 
 def _label_px(models) -> int:

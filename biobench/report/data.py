@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 import duckdb
 
 from biobench.errors import BiobenchError
+from biobench.precision import describe_dtype
+from biobench.tasks.base import BENCHMARK_TASKS, PRIOR_WORK_TASKS
 
 OVERALL = "__overall__"
-TABLES = ("runs", "predictions", "task_scores", "overall_scores", "pairwise", "settings")
+TABLES = ("runs", "predictions", "task_scores", "train_size_scores", "overall_scores", "pairwise", "settings")
 # Task names (lower case, punctuation removed) that mean ImageNet-1K.
 IMAGENET_NAMES = frozenset({"imagenet", "imagenet1k", "in1k", "ilsvrc2012"})
 DEFAULT_CONFIDENCE = 0.95
@@ -36,6 +38,9 @@ class Run:
     git_commit: str | None
     host: str | None
     created_at: dt.datetime | None
+    embed_dtype: str | None = None  # the precision the embedding ran at
+    embed_dtype_requested: str | None = None  # the model's dtype
+    embed_dtype_reason: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +55,27 @@ class Score:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainSizeScore:
+    model: str
+    task: str
+    train_size: int  # the n_train setting; 0 = every training row
+    n_train: int | None  # training rows the fit used
+    headline: bool
+    value: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Overall:
     model: str
     value: float | None
     ci_low: float | None
     ci_high: float | None
     n_tasks: int
+    tasks: tuple[str, ...] | None
     missing_tasks: tuple[str, ...] | None
+    partial: bool
     rank: int | None
     tied_with_best: bool | None
     note: str | None
@@ -81,7 +100,8 @@ class Results:
     pairs: tuple[Pair, ...]
     settings: dict[str, str]
     models: tuple[str, ...]  # display order: overall rank, then models without an overall score
-    tasks: tuple[str, ...]  # benchmark tasks first, then the others, each alphabetical
+    tasks: tuple[str, ...]  # benchmark tasks first, then prior work, then the others, each alphabetical
+    train_sizes: tuple[TrainSizeScore, ...] = ()
 
     def run(self, model: str, task: str) -> Run | None:
         return next((r for r in self.runs if r.model == model and r.task == task), None)
@@ -101,9 +121,18 @@ class Results:
     def n_test(self, task: str) -> int | None:
         return next((r.n_test for r in self.runs if r.task == task and r.n_test is not None), None)
 
+    @staticmethod
+    def is_prior_work(task: str) -> bool:
+        return task in PRIOR_WORK_TASKS
+
     @property
     def benchmark_tasks(self) -> tuple[str, ...]:
         return tuple(t for t in self.tasks if self.is_benchmark(t))
+
+    @property
+    def missing_benchmark_tasks(self) -> tuple[str, ...]:
+        """BioBench's benchmark tasks that this run lacks: the overall score is a partial mean without them."""
+        return tuple(t for t in BENCHMARK_TASKS if t not in self.benchmark_tasks)
 
     @property
     def imagenet_task(self) -> str | None:
@@ -175,10 +204,11 @@ def connect(db_path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def load_results(con: duckdb.DuckDBPyConnection) -> Results:
-    runs = _rows(con, Run, "runs", "model, task")
+    runs = _rows(con, Run, "runs", "model, task", where="headline")
     scores = _rows(con, Score, "task_scores", "task, rank, model")
     overall = _rows(con, Overall, "overall_scores", "rank NULLS LAST, model")
     pairs = _rows(con, Pair, "pairwise", "task, model_a, model_b")
+    train_sizes = _rows(con, TrainSizeScore, "train_size_scores", "task, model, train_size = 0, train_size")
     settings = dict(con.execute("SELECT key, value FROM settings ORDER BY key").fetchall())
     if not scores:
         raise BiobenchError(
@@ -186,9 +216,10 @@ def load_results(con: duckdb.DuckDBPyConnection) -> Results:
             "check that config.yaml lists at least one model and one task and re-run the workflow."
         )
     benchmark = {r.task for r in runs if r.benchmark}
-    tasks = sorted({s.task for s in scores}, key=lambda t: (t not in benchmark, t))
+    tasks = sorted({s.task for s in scores}, key=lambda t: (t not in benchmark, t not in PRIOR_WORK_TASKS, t))
     models = _model_order(overall, scores)
-    return Results(tuple(runs), tuple(scores), tuple(overall), tuple(pairs), settings, models, tuple(tasks))
+    return Results(tuple(runs), tuple(scores), tuple(overall), tuple(pairs), settings, models, tuple(tasks),
+                   tuple(train_sizes))
 
 
 def _model_order(overall: Sequence[Overall], scores: Sequence[Score]) -> tuple[str, ...]:
@@ -203,9 +234,9 @@ def _model_order(overall: Sequence[Overall], scores: Sequence[Score]) -> tuple[s
 T = TypeVar("T")
 
 
-def _rows(con: duckdb.DuckDBPyConnection, cls: type[T], table: str, order: str) -> list[T]:
+def _rows(con: duckdb.DuckDBPyConnection, cls: type[T], table: str, order: str, where: str = "true") -> list[T]:
     fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    result = con.execute(f"SELECT {', '.join(fields)} FROM {table} ORDER BY {order}").fetchall()
+    result = con.execute(f"SELECT {', '.join(fields)} FROM {table} WHERE {where} ORDER BY {order}").fetchall()
     return [cls(**{k: _clean(v) for k, v in zip(fields, row)}) for row in result]
 
 
@@ -233,6 +264,7 @@ class ComputeTotal:
     embed_seconds: float
     fit_seconds: float | None
     devices: tuple[str, ...]
+    precisions: tuple[str, ...] = ()  # what ran, with the dtype asked for where it differs (precision.describe_dtype)
 
     @property
     def throughput(self) -> float:
@@ -257,6 +289,8 @@ def compute_totals(r: Results) -> list[ComputeTotal]:
                     embed_seconds=sum(run.embed_seconds for run in runs),
                     fit_seconds=sum(fits) if fits else None,
                     devices=tuple(sorted({run.embed_device or "unknown device" for run in runs})),
+                    precisions=tuple(sorted({describe_dtype(run.embed_dtype, run.embed_dtype_requested,
+                                                            run.embed_dtype_reason) for run in runs})),
                 )
             )
     return totals

@@ -175,8 +175,11 @@ def figure_page(section: Section, r: Results, db_name: str) -> str:
 def summary_line(r: Results) -> str:
     conf = r.confidence_label
     resamples = r.settings.get("n_resamples", "?")
+    k = len(r.benchmark_tasks)
+    total = k + len(r.missing_benchmark_tasks)
+    overall = f"{k} of BioBench's {total} benchmark tasks" + (", a partial overall mean" if 0 < k < total else "")
     return (
-        f"{len(r.models)} models · {len(r.tasks)} tasks ({len(r.benchmark_tasks)} in the overall biology score) · "
+        f"{len(r.models)} models · {len(r.tasks)} task{'s' if len(r.tasks) != 1 else ''} ({overall}) · "
         f"{conf} paired-bootstrap intervals from {resamples} resamples"
     )
 

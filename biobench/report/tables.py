@@ -16,20 +16,45 @@ def leaderboard_html(r: Results) -> str:
 <div class="table-scroll">
 <table class="leaderboard">
   <thead><tr><th class="rank">#</th><th class="model">Model</th>
-    <th class="overall">Overall<small>mean of {len(r.benchmark_tasks)} benchmark task(s)</small></th>{head}</tr></thead>
+    <th class="overall">{_overall_header(r)}</th>{head}</tr></thead>
   <tbody>{body}</tbody>
 </table>
 </div>
-<p class="legend"><span class="swatch best"></span> best or tied with the best (not significantly worse,
+{_partial_note(r)}<p class="legend"><span class="swatch best"></span> best or tied with the best (not significantly worse,
 Holm-corrected) · <b>★</b> best point estimate · scores in {escape(fmt.unit or "metric units")} with {conf}
 paired-bootstrap interval below · — no score.</p>
 """
 
 
+def _overall_header(r: Results) -> str:
+    k, total = len(r.benchmark_tasks), len(r.benchmark_tasks) + len(r.missing_benchmark_tasks)
+    if not r.missing_benchmark_tasks:
+        return f"Overall<small>mean of the {k} benchmark tasks</small>"
+    if not k:
+        return f"Overall<small>none of BioBench's {total} benchmark tasks ran</small>"
+    tag = '<span class="tag">partial mean</span>' if k else ""
+    return f"Overall<small>mean of {k} of BioBench's {total} benchmark tasks</small>{tag}"
+
+
+def _partial_note(r: Results) -> str:
+    missing = r.missing_benchmark_tasks
+    if not missing:
+        return ""
+    if not r.benchmark_tasks:
+        return (f'<p class="note">No overall biology score: none of BioBench\'s {len(missing)} benchmark tasks '
+                f"({escape(', '.join(missing))}) is in this run. The tasks shown are scored on their own.</p>\n")
+    return (f'<p class="note">The overall score is a partial mean over {len(r.benchmark_tasks)} of BioBench\'s '
+            f"{len(r.benchmark_tasks) + len(missing)} benchmark tasks ({escape(', '.join(r.benchmark_tasks))}); "
+            f"missing: {escape(', '.join(missing))}. It is not comparable with BioBench's full mean.</p>\n")
+
+
 def _task_header(r: Results, task: str) -> str:
     n = r.n_test(task)
     details = escape(r.metric(task)) + (f" · n = {n:,}" if n else "")
-    tag = "" if r.is_benchmark(task) else '<span class="tag">not in overall</span>'
+    tag = ""
+    if not r.is_benchmark(task):
+        tag = '<span class="tag">prior work, not in overall</span>' if r.is_prior_work(task) \
+            else '<span class="tag">not in overall</span>'
     return f'<th class="task">{escape(task)}<small>{details}</small>{tag}</th>'
 
 
@@ -68,13 +93,13 @@ def compute_table_html(r: Results) -> str:
     rows = "".join(
         f"<tr><td>{escape(c.model)}</td><td>{c.throughput:,.0f}</td><td>{c.images:,.0f}</td>"
         f"<td>{_duration(c.embed_seconds)}</td><td>{_duration(c.fit_seconds)}</td>"
-        f"<td>{escape(', '.join(c.devices))}</td></tr>"
+        f"<td>{escape(', '.join(c.devices))}</td><td>{escape(', '.join(c.precisions))}</td></tr>"
         for c in totals
     )
     return f"""
 <table class="plain">
   <thead><tr><th>Model</th><th>images/s</th><th>images embedded</th><th>embedding time</th>
-    <th>classifier fit time</th><th>device</th></tr></thead>
+    <th>classifier fit time</th><th>device</th><th>precision</th></tr></thead>
   <tbody>{rows}</tbody>
 </table>"""
 

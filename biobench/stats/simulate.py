@@ -88,6 +88,7 @@ def write_task(
     benchmark: bool = True,
     groups: np.ndarray | None = None,
     seed: int = 0,
+    train_size: int = 0,
 ) -> list[Path]:
     """Write a task manifest and one prediction parquet per model, in the fit rule's format; returns the latter."""
     n = len(y_true)
@@ -111,7 +112,7 @@ def write_task(
             "task": task, "dataset_key": dataset_key, "classifier_key": "linear-00000000",
             "classifier": {"protocol": "linear"}, "metric": metric, "benchmark": benchmark, "labels": list(labels),
             "split": "test", "manifest": str(manifest), "manifest_sha256": dataset_key.rsplit("-", 1)[1],
-            "n_train": 10 * n,
+            "n_train": train_size or 10 * n, "train_size": train_size,
             "embedding": {"device": "cpu", "images_per_s": 100.0, "seconds": n / 100, "dtype": "float32"},
             "fit": {"seconds": 1.0, "C": 1.0},
             "provenance": {"git_commit": "0" * 40, "host": "synthetic", "packages": {"numpy": np.__version__},
@@ -123,7 +124,8 @@ def write_task(
             "prob": np.where(correct, 0.9, 0.4).astype(np.float32) * rng.uniform(0.5, 1.0, n).astype(np.float32),
             "group": group_column,
         }).replace_schema_metadata({b"biobench": json.dumps(meta).encode()})
-        path = root / "predictions" / meta["model_key"] / dataset_key / f"{meta['classifier_key']}.parquet"
+        path = (root / "predictions" / meta["model_key"] / dataset_key / meta["classifier_key"]
+                / f"train-{train_size or 'all'}.parquet")
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
         paths.append(path)

@@ -15,6 +15,12 @@ from biobench.registry import Registry
 
 MANIFEST_COLUMNS = ("example_id", "split", "label", "label_name", "path", "group")
 
+# BioBench's task set (its report.py): the overall biology score averages the benchmark tasks; the prior-work tasks
+# are scored and shown as references but not averaged. A task module declares its own role with `benchmark`.
+BENCHMARK_TASKS = ("beluga", "ecdysis", "fishnet", "fungiclef", "herbarium19", "iwildcam", "kabr", "mammalnet",
+                   "plankton", "plantnet")
+PRIOR_WORK_TASKS = ("imagenet1k", "inat21", "newt")
+
 
 @dataclass(frozen=True)
 class TaskOptions:
@@ -22,6 +28,9 @@ class TaskOptions:
 
     datadir: str = ""  # an existing copy of the data; "" = resources/data/<task>, filled by the download rule
     seed: int = 0
+    # Training rows each fit uses: 0 = all; N = a seeded class-balanced subsample of N rows of the training split
+    # (biobench/classifiers/few_shot.py); a list runs one fit per size. The evaluation split is always whole.
+    n_train: tuple[int, ...] = (0,)
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class SourceOptions(TaskOptions):
 
 
 LOCATION_OPTIONS = ("datadir", "mirror")  # where the data comes from, not what it is: not part of the dataset key
+FIT_OPTIONS = ("n_train",)  # how the fit uses the data: part of the predictions' path, not of the dataset key
 
 
 class Task:
@@ -44,8 +54,11 @@ class Task:
     train_split: ClassVar[str] = "train"
     eval_split: ClassVar[str] = "test"
     metric: ClassVar[str] = "accuracy"
-    benchmark: ClassVar[bool] = True  # counts in the overall biology score
+    benchmark: ClassVar[bool] = False  # one of BioBench's BENCHMARK_TASKS: counts in the overall biology score
     classifier: ClassVar[str] = "logreg"
+    # The classifier settings of the task's reference protocol (the original BioBench's), under the protocol's
+    # defaults and over config.yaml's `classifiers.<protocol>`.
+    classifier_params: ClassVar[dict[str, Any]] = {}
     frame_pooling: ClassVar[str] = ""  # "max" or "mean" for tasks whose examples are several frames
     fit_per_group: ClassVar[bool] = False  # one classifier per manifest `group` (e.g. NeWT's binary tasks)
 
@@ -57,12 +70,25 @@ class Task:
         """Read the on-disk layout; return one row per example with MANIFEST_COLUMNS (path: absolute)."""
         raise NotImplementedError
 
+    def classifier_settings(self, configured: dict[str, Any]) -> dict[str, Any]:
+        """The settings the task's classifier gets: its reference protocol's, overridden by config.yaml's."""
+        return {**self.classifier_params, **configured}
+
     def identity(self, options: TaskOptions) -> dict[str, Any]:
-        """What the dataset key hashes: the task's options, minus where the data happens to live."""
-        out = dataclasses.asdict(options)
+        """What the dataset key hashes: the task's options, minus where the data happens to live and how fits use it."""
+        out = data_options(options)
         for key in LOCATION_OPTIONS:
             out.pop(key, None)
         return {"task": self.name, **out}
+
+
+def data_options(options: TaskOptions) -> dict[str, Any]:
+    """The options that download and manifest jobs see: all but FIT_OPTIONS, so that changing those re-runs fits
+    only."""
+    out = dataclasses.asdict(options)
+    for key in FIT_OPTIONS:
+        out.pop(key, None)
+    return out
 
 
 TASKS: Registry[type[Task]] = Registry("task")

@@ -45,7 +45,6 @@ class ImageNet1K(Task):
     train_split = "train"
     eval_split = "val"
     metric = "accuracy"
-    benchmark = False
     classifier = "logreg"
 
     def download(self, options: SourceOptions, dest: Path) -> None:

@@ -34,6 +34,7 @@ class IWildCam(Task):
     train_split = "train"
     eval_split = "test"
     metric = "macro_f1"
+    benchmark = True
     classifier = "logreg"
 
     def download(self, options: SourceOptions, dest: Path) -> None:

@@ -9,6 +9,7 @@ Protocol (biobench's `newt` module): the CSV's `split` column (train/test) per t
 (`group` = task name), an SVM ("svm", see biobench/classifiers/svm.py); accuracy pooled over the test examples of
 all tasks; each prediction keeps its task, so per-task accuracy can be broken out. Labels are numbered across
 tasks (task index * 2 + the CSV's 0/1), so that each number has one name ("<task>: <text_label>").
+Prior work, as in BioBench's report: scored and shown, not part of the overall biology score.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ class PlantNet(Task):
     train_split = "train"
     eval_split = "val"
     metric = "macro_f1"
+    benchmark = True
     classifier = "logreg"
 
     def download(self, options: SourceOptions, dest: Path) -> None:

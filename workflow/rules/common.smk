@@ -1,27 +1,39 @@
 # Config validation, artifact keys and input functions. Everything here runs when the DAG is built.
 
-import dataclasses
+import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from biobench import config as biobench_config
 from biobench.devices import local_gpu_count
 from biobench import keys
+from biobench import precision
 from biobench.classifiers import CLASSIFIERS
 from biobench.errors import BiobenchError
 from biobench.models import ORGS
 from biobench.tasks import TASKS
+from biobench.tasks.base import data_options
 
 try:
     _filled = biobench_config.validate_and_fill(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     CFG = biobench_config.from_filled(_filled)
     config.update(_filled)
-    MODEL_KEYS = {name: keys.model_key(spec) for name, spec in CFG.models.items()}
+    # The precision each model runs at, planned for the device embed jobs will use; jobs re-parsing this file on a
+    # compute node inherit the hardware seen here (precision.TARGET_ENV), so they find the same model keys.
+    _inherited_plan = precision.TARGET_ENV in os.environ
+    EMBED_HARDWARE = precision.planned_hardware(CFG.embed.device, local_gpu_count)
+    PRECISIONS = {name: precision.plan_precision(spec.dtype, CFG.embed.precision, EMBED_HARDWARE)
+                  for name, spec in CFG.models.items()}
+    MODEL_KEYS = {name: keys.model_key(spec, PRECISIONS[name].dtype) for name, spec in CFG.models.items()}
     DATASET_KEYS = {task: keys.dataset_key(task, options) for task, options in CFG.tasks.items()}
+    CLASSIFIER_SETTINGS = {
+        task: TASKS.get(task)().classifier_settings(CFG.classifiers.get(TASKS.get(task).classifier, {}))
+        for task in CFG.tasks
+    }
     CLASSIFIER_KEYS = {
-        task: keys.classifier_key(TASKS.get(task).classifier,
-                                  CFG.classifiers.get(TASKS.get(task).classifier, {}), CFG.seed)
+        task: keys.classifier_key(TASKS.get(task).classifier, CLASSIFIER_SETTINGS[task], CFG.seed)
         for task in CFG.tasks
     }
     for task in CFG.tasks:
@@ -38,7 +50,15 @@ for _name, _key in MODEL_KEYS.items():
     _same_spec[_key] = _name
 
 MODEL_BY_KEY = {key: CFG.models[name] for name, key in MODEL_KEYS.items()}
+PRECISION_BY_KEY = {key: PRECISIONS[name] for name, key in MODEL_KEYS.items()}
 TASK_BY_DATASET = {key: task for task, key in DATASET_KEYS.items()}
+
+if not _inherited_plan:  # said once, by the process that plans
+    for _name, _precision in PRECISIONS.items():
+        if _precision.slow:
+            logger.warning(f"embedding on {EMBED_HARDWARE.name}: {_precision.describe(_name)}")
+        elif _precision.dtype != _precision.requested:
+            logger.info(f"embedding on {EMBED_HARDWARE.name}: {_precision.describe(_name)}")
 
 
 # `gpu` is a per-job cap on a cluster (local scope), and locally at most one GPU job per GPU runs at once
@@ -57,6 +77,7 @@ wildcard_constraints:
     dataset="[^/]+",
     split="[A-Za-z0-9_]+",
     classifier="[^/]+",
+    n_train="all|[0-9]+",
 
 
 def task_of(wildcards):
@@ -79,12 +100,23 @@ def embedding_path(model_name, task, split):
     return f"results/embeddings/{MODEL_KEYS[model_name]}/{DATASET_KEYS[task]}/{split}.parquet"
 
 
-def predictions_path(model_name, task):
-    return f"results/predictions/{MODEL_KEYS[model_name]}/{DATASET_KEYS[task]}/{CLASSIFIER_KEYS[task]}.parquet"
+def train_size_label(size):
+    """The `n_train` wildcard: "all" for 0 (every training row), else the number."""
+    return "all" if size == 0 else str(size)
+
+
+def predictions_path(model_name, task, size):
+    return (f"results/predictions/{MODEL_KEYS[model_name]}/{DATASET_KEYS[task]}/{CLASSIFIER_KEYS[task]}/"
+            f"train-{train_size_label(size)}.parquet")
 
 
 def all_predictions():
-    return [predictions_path(model, task) for model in CFG.models for task in CFG.tasks]
+    return [predictions_path(model, task, size)
+            for model in CFG.models for task in CFG.tasks for size in CFG.tasks[task].n_train]
+
+
+def data_options_of(task):
+    return data_options(CFG.tasks[task])
 
 
 def manifest_input(wildcards):

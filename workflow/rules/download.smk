@@ -5,7 +5,7 @@ rule download:
     output:
         "resources/data/{task}/.download-complete",
     params:
-        options=lambda wc: dataclasses.asdict(CFG.tasks[wc.task]),
+        options=lambda wc: data_options_of(wc.task),
         code=download_code,
     log:
         "logs/download/{task}.log",

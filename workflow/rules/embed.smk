@@ -8,6 +8,7 @@ rule embed:
         "results/embeddings/{model}/{dataset}/{split}.parquet",
     params:
         spec=lambda wc: MODEL_BY_KEY[wc.model].identity() | {"batch_size": MODEL_BY_KEY[wc.model].batch_size},
+        run_dtype=lambda wc: PRECISION_BY_KEY[wc.model].dtype,  # planned for the device jobs use; in the model key
         frame_pooling=lambda wc: TASKS.get(task_of(wc)).frame_pooling,
         code=embed_code,
     threads: 4

@@ -9,7 +9,7 @@ rule manifest:
     params:
         task=task_of,
         data_dir=lambda wc: data_dir(task_of(wc)),
-        options=lambda wc: dataclasses.asdict(CFG.tasks[task_of(wc)]),
+        options=lambda wc: data_options_of(task_of(wc)),
         code=manifest_code,
     log:
         "logs/manifest/{dataset}.log",

@@ -4,6 +4,7 @@ REPORT_FIGURES = {
     "leaderboard": ("figures/leaderboard.html", "Leaderboard"),
     "task_scores": ("figures/task_scores.svg", "Scores per task"),
     "pairwise": ("figures/pairwise.svg", "Pairwise comparisons"),
+    "train_sizes": ("figures/train_sizes.svg", "Score against training size"),
     "imagenet_vs_biology": ("figures/imagenet_vs_biology.svg", "ImageNet vs biology"),
     "compute": ("figures/compute.svg", "Compute cost"),
     "examples": ("figures/examples.html", "Example browser"),

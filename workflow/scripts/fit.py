@@ -16,6 +16,7 @@ job = FitJob(
     classifier=p.classifier,
     classifier_params=p.classifier_params,
     seed=p.seed,
+    n_train=p.n_train,
     device=snakemake.config["embed"]["device"],  # noqa: F821
     keys={"model_key": snakemake.wildcards.model, "dataset_key": snakemake.wildcards.dataset,  # noqa: F821
           "classifier_key": snakemake.wildcards.classifier},  # noqa: F821
