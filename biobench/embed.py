@@ -25,7 +25,7 @@ from biobench.images import open_rgb
 from biobench.models import ORGS, ModelSpec, load_backbone
 from biobench.pixel_cache import PixelCache
 from biobench.pixel_sources import StringColumn
-from biobench.precision import Precision, as_record, hardware_of, precision_for_job
+from biobench.precision import Precision, as_record, describe_dtype, hardware_of, precision_for_job
 from biobench.preprocess import PixelPlan
 
 __all__ = ["EmbedJob", "OutOfGpuMemory", "embed", "read_embeddings", "read_metadata"]
@@ -122,10 +122,9 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
             writer.close()
             if filler is not None:
                 filler.abort()
-    ran = precision.dtype if precision.dtype == precision.requested else (
-        f"{precision.dtype} ({precision.requested} asked)")
     log.info("embedded %d images in %.1f s (%.1f images/s) on %s in %s, pixels from %s", len(paths), seconds,
-             len(paths) / seconds, metadata["device"], ran, source)
+             len(paths) / seconds, metadata["device"], describe_dtype(precision.dtype, precision.requested, None),
+             source)
     return metadata
 
 

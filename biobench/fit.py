@@ -61,15 +61,15 @@ def fit_and_predict(job: FitJob) -> dict[str, Any]:
     summaries = {}
     n_fitted = 0
     for group in (sorted(set(groups_eval)) if task.fit_per_group else [None]):
-        fit_rows = np.flatnonzero(groups_train == group) if task.fit_per_group else np.arange(len(y_train))
-        fit_rows = fit_rows[balanced_subsample(y_train[fit_rows], job.n_train, job.seed)]
+        group_rows = np.flatnonzero(groups_train == group) if task.fit_per_group else np.arange(len(y_train))
+        fit_rows = group_rows[balanced_subsample(y_train[group_rows], job.n_train, job.seed)]
         n_fitted += len(fit_rows)
         if job.n_train and len(np.unique(y_train[fit_rows])) < 2:
             where = f" in group {group!r}" if task.fit_per_group else ""
             raise ConfigError(
                 f"config.yaml: tasks.{job.task}.n_train: {job.n_train} training rows{where} hold a single class, and "
                 f"a classifier needs two; use sizes of at least the number of classes "
-                f"({len(np.unique(y_train[groups_train == group] if task.fit_per_group else y_train))} here)"
+                f"({len(np.unique(y_train[group_rows]))} here)"
             )
         eval_rows = groups_eval == group if task.fit_per_group else slice(None)
         clf = _make_classifier(job, task.metric)
