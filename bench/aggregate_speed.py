@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, f1_score
+from sklearn.metrics import f1_score, recall_score
 
 from biobench.aggregate import aggregate
 from biobench.stats import bootstrap, simulate
@@ -53,11 +53,13 @@ TASKS = (
     TaskSpec("plantnet", "macro_f1", 1000, 1.1, True),
 )
 
-BASELINE_METRICS = {
-    "accuracy": lambda y_true, y_pred: float(np.mean(y_true == y_pred)),
-    "mean_score": lambda y_true, y_pred: float(np.mean(y_true == y_pred)),  # synthetic scores are 0/1
-    "macro_f1": lambda y_true, y_pred: f1_score(y_true, y_pred, average="macro"),
-    "balanced_accuracy": balanced_accuracy_score,
+BASELINE_METRICS = {  # (resampled truth, resampled predictions, the task's class set: the eval split's truth)
+    "accuracy": lambda y_true, y_pred, classes: float(np.mean(y_true == y_pred)),
+    "mean_score": lambda y_true, y_pred, classes: float(np.mean(y_true == y_pred)),  # synthetic scores are 0/1
+    "macro_f1": lambda y_true, y_pred, classes: f1_score(y_true, y_pred, labels=classes, average="macro",
+                                                         zero_division=0),
+    "balanced_accuracy": lambda y_true, y_pred, classes: recall_score(y_true, y_pred, labels=classes,
+                                                                      average="macro", zero_division=0),
 }
 
 
@@ -99,8 +101,9 @@ def baseline_statistics(specs: list[TaskSpec], samples: dict[str, Sample], n_res
     for spec in specs:
         sample, fn = samples[spec.name], BASELINE_METRICS[spec.metric]
         indices = list(bootstrap.resample_indices(0, spec.name, sample.n_examples, n_resamples))
-        out[spec.name] = np.array([[fn(sample.y_true[idx], sample.y_pred[j, idx]) for j in range(sample.n_models)]
-                                   for idx in indices])
+        classes = np.unique(sample.y_true)
+        out[spec.name] = np.array([[fn(sample.y_true[idx], sample.y_pred[j, idx], classes)
+                                    for j in range(sample.n_models)] for idx in indices])
     return out
 
 

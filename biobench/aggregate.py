@@ -8,6 +8,19 @@ so readers see the old results or the new ones, never a mixture.
 Rows of a task are put in ascending `example_id` order (the `example_index` column) before resampling; the models of
 a task must predict the same examples, once each, with the same true labels, or aggregation stops with an error.
 
+Input checks, before any task is loaded or resampled (`check_predictions`); each problem names the task, the model
+and the file, and all of them are reported together:
+  - the evaluation split of the task's manifest must have examples, and every prediction file must have a row for
+    each of them: a file with fewer rows is an error whether some models or all of them lack the examples (paired
+    statistics need the same rows for every model, and scoring on the rows left would silently change n);
+  - y_true and y_pred must be label ids (integers, or whole finite floats), score a finite number, and on a
+    `mean_score` task a number in [0, 1].
+A task with fewer than MIN_EXAMPLES evaluation examples is scored, but no significance is claimed for it: its
+pairwise p-values are set to 1 (the bound every p-value satisfies) and every model is tied with the best; the
+`warnings` table, the `warnings` setting and the log say so. Below about 30 examples the bootstrap distribution of a
+score is too coarse and its tails too light to stand for the sampling distribution (at n = 1 every resample is the
+observed sample, so any two different scores get the smallest p-value the resamples allow, 2/(B + 1)).
+
 Training sizes. A task fitted at several training sizes (`n_train`) has one prediction file per model and size.
 Every size is scored (table `train_size_scores`, the same paired resamples for every size); the task's headline
 score, the one its leaderboard, comparisons and the overall score use, is its largest size (0 = every training
@@ -26,10 +39,11 @@ import importlib.metadata
 import importlib.resources
 import io
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,11 +52,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from biobench import atomic
+from biobench import artifacts, atomic
 from biobench.errors import BiobenchError
 from biobench.stats import bootstrap, comparisons
 from biobench.stats.bootstrap import Estimates
-from biobench.stats.metrics import METRICS, Sample
+from biobench.stats.metrics import MACRO_F1_CLASSES, METRICS, Sample, scoring_metric
 from biobench.tasks.base import BENCHMARK_TASKS
 
 OVERALL = "__overall__"  # the task name of overall comparisons in the pairwise table
@@ -55,6 +69,13 @@ TASK_METADATA = ("dataset_key", "metric", "benchmark", "labels", "split", "manif
 LEADERBOARD_COLUMNS = ("model", "model_key", "checkpoint", "task", "dataset", "metric", "value", "ci_low", "ci_high",
                        "confidence", "n", "git_commit", "date")
 RERUN = "rerun `snakemake --cores 8`"
+# The version of results_schema.sql, stored in the `settings` table; raise it when a table changes in a way that
+# readers (the `biobench` command, the report) notice. Databases written before it existed count as version 0.
+SCHEMA_VERSION = 1
+MIN_EXAMPLES = 30  # fewer evaluation examples: scored, but no significance claimed (module docstring)
+LABEL_COLUMNS = ("y_true", "y_pred")
+NUMERIC_COLUMNS = ("y_true", "y_pred", "score", "prob")
+log = logging.getLogger(__name__)
 
 
 class PredictionsError(BiobenchError):
@@ -65,6 +86,7 @@ class PredictionsError(BiobenchError):
 class PredictionFile:
     path: Path
     meta: dict[str, Any]
+    float_labels: bool = False  # y_true or y_pred stored as floats: check that they hold whole numbers
 
     @property
     def model(self) -> str:
@@ -78,6 +100,34 @@ class PredictionFile:
     def train_size(self) -> int:
         """The `n_train` setting the file was fitted with (0 = every training row)."""
         return int(self.meta["train_size"])
+
+
+@dataclass(frozen=True)
+class FileStats:
+    """What `check_predictions` counts in one prediction file."""
+
+    n_rows: int = 0
+    bad_true: int = 0  # y_true values that are not label ids (missing, NaN, infinite or fractional)
+    bad_pred: int = 0
+    bad_score: int = 0  # missing, NaN or infinite scores
+    outside: int = 0  # finite scores outside [0, 1]
+    low: float | None = None  # smallest and largest finite score
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class InputWarning:
+    """A problem in one prediction file that did not stop aggregation (table `warnings`)."""
+
+    task: str
+    model: str
+    train_size: int
+    path: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return f"task {self.task!r}, model {self.model!r}, {self.path}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -105,6 +155,7 @@ def aggregate(
     confidence: float = bootstrap.DEFAULT_CONFIDENCE,
     seed: int = 0,
     exports_dir: Path | None = None,
+    macro_f1_classes: str = "eval_truth",
 ) -> None:
     if n_resamples < 1:
         raise BiobenchError(f"n_resamples must be at least 1, got {n_resamples}; fix it in config.yaml")
@@ -112,17 +163,25 @@ def aggregate(
         raise BiobenchError(f"confidence must be strictly between 0 and 1, got {confidence}; fix it in config.yaml")
     if seed < 0:
         raise BiobenchError(f"the bootstrap seed must be a non-negative integer, got {seed}; fix it in config.yaml")
+    if macro_f1_classes not in MACRO_F1_CLASSES:
+        raise BiobenchError(f"macro_f1_classes must be one of {sorted(MACRO_F1_CLASSES)}, got {macro_f1_classes!r}; "
+                            "fix it in config.yaml")
     if not prediction_paths:
         raise PredictionsError("no prediction files to aggregate: list at least one model and one task in config.yaml")
     with duckdb.connect() as reader:
         files = read_prediction_files(reader, [Path(p) for p in prediction_paths])
-    by_task = group_by_task(files)
+        by_task = group_by_task(files)
+        n_examples = check_predictions(reader, by_task)
+    notes = few_examples_warnings(by_task, n_examples)
+    for note in notes:
+        log.warning("%s", note.message)
     with _new_database(Path(db_path)) as con:
         con.execute(importlib.resources.files("biobench").joinpath("results_schema.sql").read_text())
-        results = score_tasks(con, by_task, seed=seed, n_resamples=n_resamples)
+        results = score_tasks(con, by_task, seed=seed, n_resamples=n_resamples, macro_f1_classes=macro_f1_classes)
         insert_runs(con, files, {r.task: r.n for r in results})
         write_statistics(con, results, confidence)
-        write_settings(con, n_resamples=n_resamples, confidence=confidence, seed=seed)
+        _insert(con, "warnings", pd.DataFrame(warning_rows(notes)))
+        write_settings(con, n_resamples=n_resamples, confidence=confidence, seed=seed, notes=notes)
         leaderboard = con.execute(_LEADERBOARD_QUERY, {"confidence": confidence}).df()
     if exports_dir is not None:
         write_leaderboard(leaderboard, Path(exports_dir))
@@ -135,10 +194,14 @@ def read_prediction_files(con: duckdb.DuckDBPyConnection, paths: Sequence[Path])
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise PredictionsError(f"prediction files not found: {', '.join(missing)}; {RERUN} to make them")
+    unreadable = [artifacts.empty(p, problem) for p in paths if (problem := artifacts.parquet_problem(p))]
+    if unreadable:
+        raise PredictionsError("\n".join(map(str, unreadable)))
     names = [str(p) for p in paths]
-    columns: dict[str, set[str]] = defaultdict(set)
-    for name, column in con.execute("SELECT file_name, name FROM parquet_schema($files)", {"files": names}).fetchall():
-        columns[name].add(column)
+    columns: dict[str, dict[str, str]] = defaultdict(dict)
+    for name, column, kind, annotation in con.execute(
+            "SELECT file_name, name, type, converted_type FROM parquet_schema($files)", {"files": names}).fetchall():
+        columns[name][column] = _column_kind(kind, annotation)
     metadata = dict(con.execute(
         "SELECT file_name, value FROM parquet_kv_metadata($files) WHERE key = $key::BLOB",
         {"files": names, "key": METADATA_KEY},
@@ -159,8 +222,29 @@ def read_prediction_files(con: duckdb.DuckDBPyConnection, paths: Sequence[Path])
         if meta["metric"] not in METRICS:
             raise PredictionsError(f"{name}: {METRICS.unknown_message(meta['metric'])} Register the metric in "
                                    "biobench/stats/metrics.py or fix the task's metric.")
-        files.append(PredictionFile(path, meta))
+        files.append(PredictionFile(path, meta, any(columns[name][c] == "float" for c in LABEL_COLUMNS)))
+    _check_column_types(files, columns)
     return files
+
+
+def _column_kind(kind: str | None, annotation: str | None) -> str:
+    """'integer' or 'float' for a parquet column of numbers; otherwise what it holds, e.g. 'text (UTF8)'."""
+    if kind in ("INT32", "INT64") and (annotation is None or annotation.startswith(("INT_", "UINT_"))):
+        return "integer"
+    if kind in ("FLOAT", "DOUBLE") and annotation is None:
+        return "float"
+    if annotation == "UTF8" or kind == "BYTE_ARRAY":
+        return f"text ({annotation or kind})"
+    return f"{annotation or kind or 'a nested group'} values"
+
+
+def _check_column_types(files: Sequence[PredictionFile], columns: dict[str, dict[str, str]]) -> None:
+    problems = [f"task {f.task!r}, model {f.model!r}: {f.path} stores {column} as {kind}, not numbers"
+                for f in files for column in NUMERIC_COLUMNS
+                if (kind := columns[str(f.path)][column]) not in ("integer", "float")]
+    if problems:
+        raise PredictionsError("\n".join(problems) + "\nbiobench's fit rule writes label ids (y_true, y_pred) as "
+                               f"int64 and score and prob as floats: delete these files and {RERUN}")
 
 
 def group_by_task(files: Sequence[PredictionFile]) -> dict[str, list[PredictionFile]]:
@@ -200,6 +284,136 @@ def by_train_size(task_files: Sequence[PredictionFile]) -> dict[int, list[Predic
     return {size: sizes[size] for size in sorted(sizes, key=lambda z: (z == 0, z))}
 
 
+def check_predictions(con: duckdb.DuckDBPyConnection, by_task: dict[str, list[PredictionFile]]) -> dict[str, int]:
+    """Each task's number of evaluation examples, after checking every prediction file's rows against it (module
+    docstring). Runs before any task is loaded or resampled, and reports every problem found at once."""
+    n_examples = {task: split_size(con, task_files[0]) for task, task_files in by_task.items()}
+    stats = file_stats(con, [f for task_files in by_task.values() for f in task_files])
+    problems = [problem for task, task_files in by_task.items()
+                for problem in _task_problems(task, task_files, n_examples[task], stats)]
+    if problems:
+        raise PredictionsError("\n".join(problems))
+    return n_examples
+
+
+def split_size(con: duckdb.DuckDBPyConnection, first: PredictionFile) -> int:
+    """The number of examples in the evaluation split of the manifest that `first` names."""
+    manifest = Path(first.meta["manifest"])
+    if not manifest.is_file():
+        raise PredictionsError(f"task {first.task!r}: the manifest {manifest} named by {first.path} does not "
+                               f"exist; {RERUN} to rebuild it")
+    if problem := artifacts.parquet_problem(manifest):
+        raise artifacts.empty(manifest, problem)
+    with _naming_damaged_files([manifest]):
+        manifest_types(con, first.task, manifest)
+        return con.execute("SELECT count(*) FROM read_parquet($manifest) WHERE split = $split",
+                           {"manifest": str(manifest), "split": first.meta["split"]}).fetchall()[0][0]
+
+
+def manifest_types(con: duckdb.DuckDBPyConnection, task: str, manifest: Path) -> dict[str, str]:
+    """The manifest's column types, after checking that it has the columns aggregation reads."""
+    relation = con.read_parquet(str(manifest))
+    types = {name: str(kind) for name, kind in zip(relation.columns, relation.types)}
+    lacking = [c for c in ("example_id", "split", "path") if c not in types]
+    if lacking:
+        raise PredictionsError(f"task {task!r}: the manifest {manifest} lacks the columns {', '.join(lacking)}; "
+                               f"{RERUN} to rebuild it")
+    return types
+
+
+def _label_id(column: str) -> str:
+    return f"coalesce(isfinite({column}::DOUBLE) AND {column}::DOUBLE = trunc({column}::DOUBLE), false)"
+
+
+_ROW_COUNTS_QUERY = """
+SELECT filename, count(*), count(y_true), count(y_pred), count(score), min(score), max(score)
+FROM read_parquet($files, filename = true, union_by_name = true)
+GROUP BY filename
+"""
+_FILE_STATS_QUERY = f"""
+SELECT filename, count(*), count(*) FILTER (WHERE NOT {_label_id("y_true")}),
+       count(*) FILTER (WHERE NOT {_label_id("y_pred")}),
+       count(*) FILTER (WHERE NOT coalesce(isfinite(score::DOUBLE), false)),
+       count(*) FILTER (WHERE isfinite(score::DOUBLE) AND (score < 0 OR score > 1)),
+       min(score::DOUBLE) FILTER (WHERE isfinite(score::DOUBLE)),
+       max(score::DOUBLE) FILTER (WHERE isfinite(score::DOUBLE))
+FROM read_parquet($files, filename = true, union_by_name = true)
+GROUP BY filename
+"""
+
+
+def file_stats(con: duckdb.DuckDBPyConnection, files: Sequence[PredictionFile]) -> dict[str, FileStats]:
+    """FileStats of every file (a file without rows has the default FileStats). One cheap scan of every file counts
+    rows and nulls; only the files it finds suspect (float labels, nulls, scores outside [0, 1] or not finite) are
+    scanned again for the counts that an error reports."""
+    with _naming_damaged_files([f.path for f in files]):
+        counts = {name: rest for name, *rest in con.execute(_ROW_COUNTS_QUERY,
+                                                            {"files": [str(f.path) for f in files]}).fetchall()}
+        suspects = [str(f.path) for f in files if _suspect(f, counts.get(str(f.path)))]
+        detailed = ({name: FileStats(*rest) for name, *rest in
+                     con.execute(_FILE_STATS_QUERY, {"files": suspects}).fetchall()} if suspects else {})
+    return {str(f.path): detailed.get(str(f.path)) or FileStats(counts.get(str(f.path), [0])[0]) for f in files}
+
+
+def _suspect(f: PredictionFile, counts: Sequence[Any] | None) -> bool:
+    if counts is None:
+        return False
+    n_rows, n_true, n_pred, n_score, low, high = counts
+    return f.float_labels or min(n_true, n_pred, n_score) < n_rows or not 0 <= low <= high <= 1  # NaN fails it
+
+
+def _task_problems(task: str, task_files: Sequence[PredictionFile], n_examples: int,
+                   stats: dict[str, FileStats]) -> list[str]:
+    meta = task_files[0].meta
+    split = f"split {meta['split']!r} of the manifest {meta['manifest']}"
+    if n_examples == 0:
+        listing = ", ".join(f"model {f.model!r}: {f.path}" for f in task_files)
+        return [f"task {task!r}: {split} has no examples, so the task has nothing to score ({listing}); {RERUN} to "
+                "rebuild the manifest and the predictions, or drop the task from config.yaml"]
+    problems = []
+    for size_files in by_train_size(task_files).values():
+        everyone_short = all(stats[str(f.path)].n_rows < n_examples for f in size_files)
+        for f in size_files:
+            found = _file_problems(f, stats[str(f.path)], n_examples, split, everyone_short)
+            problems += [f"task {task!r}, model {f.model!r}: {f.path} {problem}" for problem in found]
+    return problems
+
+
+def _file_problems(f: PredictionFile, stats: FileStats, n_examples: int, split: str,
+                   everyone_short: bool) -> list[str]:
+    if stats.n_rows == 0:
+        return [f"holds no prediction rows for the {n_examples} examples of {split}; delete it and {RERUN}"]
+    problems = []
+    if stats.n_rows < n_examples:
+        why = ("no model of the task has a row for every example, so the predictions were made from another "
+               "version of the manifest; delete them and" if everyone_short else "delete it and")
+        problems.append(f"has {stats.n_rows} prediction rows for the {n_examples} examples of {split}: every model "
+                        f"must predict every example, once each, for paired comparisons; {why} {RERUN}")
+    for column, bad in zip(LABEL_COLUMNS, (stats.bad_true, stats.bad_pred)):
+        if bad:
+            problems.append(f"has {bad} {column} value(s) that are not label ids (missing, NaN, infinite or "
+                            f"fractional); biobench's fit rule writes integer label ids: delete it and {RERUN}")
+    if stats.bad_score:
+        problems.append(f"has {stats.bad_score} missing, NaN or infinite score value(s); every row needs a finite "
+                        f"per-example score: fix the task's per-example score and {RERUN}")
+    if f.meta["metric"] == "mean_score" and stats.outside:
+        problems.append(f"has {stats.outside} score value(s) outside [0, 1] (from {stats.low:g} to {stats.high:g}); "
+                        "the metric mean_score averages per-example scores in [0, 1]: fix the task's per-example "
+                        f"score and {RERUN}")
+    return problems
+
+
+def few_examples_warnings(by_task: dict[str, list[PredictionFile]], n_examples: dict[str, int]
+                          ) -> list[InputWarning]:
+    """One warning per prediction file of each task with fewer than MIN_EXAMPLES evaluation examples."""
+    return [InputWarning(task, f.model, f.train_size, str(f.path),
+                         f"only {n_examples[task]} evaluation example(s), fewer than {MIN_EXAMPLES}: too few for the "
+                         "paired bootstrap to tell models apart, so no significance is claimed (the task's pairwise "
+                         "p-values are set to 1 and every model is tied with the best) and its intervals are "
+                         f"unreliable; evaluate the task on at least {MIN_EXAMPLES} examples")
+            for task, task_files in by_task.items() if n_examples[task] < MIN_EXAMPLES for f in task_files]
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -224,16 +438,26 @@ def _new_database(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 def load_task(con: duckdb.DuckDBPyConnection, task_files: Sequence[PredictionFile]) -> None:
     """Insert one task's examples (from its manifest), class names and prediction rows."""
     meta, task = task_files[0].meta, task_files[0].task
-    manifest = Path(meta["manifest"])
-    if not manifest.is_file():
-        raise PredictionsError(f"task {task!r}: the manifest {manifest} named by {task_files[0].path} does not "
-                               f"exist; {RERUN} to rebuild it")
-    relation = con.read_parquet(str(manifest))
-    types = {name: str(kind) for name, kind in zip(relation.columns, relation.types)}
-    lacking = [c for c in ("example_id", "split", "path") if c not in types]
-    if lacking:
-        raise PredictionsError(f"task {task!r}: the manifest {manifest} lacks the columns {', '.join(lacking)}; "
-                               f"{RERUN} to rebuild it")
+    manifest = Path(meta["manifest"])  # checked by check_predictions
+    with _naming_damaged_files([manifest, *(f.path for f in task_files)]):
+        _load_task(con, task_files, task, meta, manifest)
+
+
+@contextlib.contextmanager
+def _naming_damaged_files(paths: Sequence[Path]) -> Iterator[None]:
+    """DuckDB's error on a file damaged inside -> an error that names the file, which is emptied to be rebuilt."""
+    try:
+        yield
+    except duckdb.Error:
+        for path in paths:
+            if problem := artifacts.damage(path):
+                raise artifacts.empty(path, problem) from None
+        raise
+
+
+def _load_task(con: duckdb.DuckDBPyConnection, task_files: Sequence[PredictionFile], task: str,
+               meta: dict[str, Any], manifest: Path) -> None:
+    types = manifest_types(con, task, manifest)
     first_path = "path[1]" if types["path"].endswith("[]") else "path"  # video clips list their frames
     group = '"group"' if "group" in types else "NULL"
     con.execute(
@@ -332,7 +556,7 @@ def _utc(timestamp: str | None) -> datetime | None:
 
 
 def score_tasks(con: duckdb.DuckDBPyConnection, by_task: dict[str, list[PredictionFile]], *, seed: int,
-                n_resamples: int) -> list[TaskResult]:
+                n_resamples: int, macro_f1_classes: str = "eval_truth") -> list[TaskResult]:
     """Load each task into the database and bootstrap it; a worker thread bootstraps one task while DuckDB loads
     the next (numpy, scipy and DuckDB release the GIL for most of their work)."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bootstrap") as worker:
@@ -345,7 +569,8 @@ def score_tasks(con: duckdb.DuckDBPyConnection, by_task: dict[str, list[Predicti
                 for size, size_files in sizes.items():
                     sample = read_sample(con, task, size, [f.model for f in size_files])
                     pending.append(worker.submit(score_task, task, size_files, sample, seed=seed,
-                                                 n_resamples=n_resamples, headline=size == headline))
+                                                 n_resamples=n_resamples, headline=size == headline,
+                                                 macro_f1_classes=macro_f1_classes))
             return [future.result() for future in pending]
         except BaseException:
             worker.shutdown(cancel_futures=True)
@@ -363,9 +588,10 @@ def read_sample(con: duckdb.DuckDBPyConnection, task: str, train_size: int, mode
 
 
 def score_task(task: str, task_files: Sequence[PredictionFile], sample: Sample, *, seed: int,
-               n_resamples: int, headline: bool = True) -> TaskResult:
-    """One training size of a task: the files' models on the same examples, resampled as every size of the task."""
-    metric = task_files[0].meta["metric"]
+               n_resamples: int, headline: bool = True, macro_f1_classes: str = "eval_truth") -> TaskResult:
+    """One training size of a task: the files' models on the same examples, resampled as every size of the task.
+    macro_f1_classes: the class set of macro-F1 tasks (`biobench.stats.metrics.scoring_metric`)."""
+    metric = scoring_metric(task_files[0].meta["metric"], macro_f1_classes)
     estimates = bootstrap.bootstrap_task(METRICS.get(metric), sample, [f.model for f in task_files], seed=seed,
                                          task=task, n_resamples=n_resamples)
     return TaskResult(task, metric, bool(task_files[0].meta["benchmark"]), sample.n_examples, estimates,
@@ -410,10 +636,18 @@ class Summary:
 
 
 def summarize(estimates: Estimates, confidence: float) -> Summary:
-    low, high = bootstrap.percentile_interval(estimates.resamples, confidence)
+    low, high = bootstrap.interval(estimates, confidence)
     pairs = comparisons.pairwise(estimates, confidence)
     return Summary(low, high, comparisons.competition_ranks(estimates.point),
-                   comparisons.tied_with_best(estimates.point, pairs.p_value, 1 - confidence), pairs)
+                   comparisons.tied_with_best(estimates, 1 - confidence), pairs)
+
+
+def without_significance(summary: Summary) -> Summary:
+    """The summary of a task with too few examples (module docstring): p = 1 for every pair, every model tied."""
+    pairs = summary.pairs
+    return replace(summary, tied_with_best=np.ones_like(summary.tied_with_best),
+                   pairs=comparisons.Pairwise(pairs.models, pairs.diff, pairs.ci_low, pairs.ci_high,
+                                              np.ones_like(pairs.p_value)))
 
 
 def write_statistics(con: duckdb.DuckDBPyConnection, results: Sequence[TaskResult], confidence: float) -> None:
@@ -422,6 +656,8 @@ def write_statistics(con: duckdb.DuckDBPyConnection, results: Sequence[TaskResul
     task_rows, pair_frames = [], []
     for result in results:
         est, summary = result.estimates, summarize(result.estimates, confidence)
+        if result.n < MIN_EXAMPLES:
+            summary = without_significance(summary)
         for j, model in enumerate(est.models):
             task_rows.append({"model": model, "task": result.task, "metric": result.metric, "value": est.point[j],
                               "ci_low": summary.ci_low[j], "ci_high": summary.ci_high[j], "n": result.n,
@@ -436,10 +672,10 @@ def write_statistics(con: duckdb.DuckDBPyConnection, results: Sequence[TaskResul
 
 
 def train_size_rows(results: Sequence[TaskResult], confidence: float) -> list[dict[str, Any]]:
-    """Rows of train_size_scores: every training size of every task, with its percentile interval."""
+    """Rows of train_size_scores: every training size of every task, with its interval (`bootstrap.interval`)."""
     rows = []
     for result in results:
-        low, high = bootstrap.percentile_interval(result.estimates.resamples, confidence)
+        low, high = bootstrap.interval(result.estimates, confidence)
         for j, model in enumerate(result.estimates.models):
             rows.append({"model": model, "task": result.task, "train_size": result.train_size,
                          "n_train": result.n_train[j] if result.n_train else None, "headline": result.headline,
@@ -498,19 +734,41 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> 
     con.unregister("frame")
 
 
-def write_settings(con: duckdb.DuckDBPyConnection, *, n_resamples: int, confidence: float, seed: int) -> None:
+def warning_rows(notes: Sequence[InputWarning]) -> list[dict[str, Any]]:
+    return [{"task": n.task, "model": n.model, "train_size": n.train_size, "predictions_path": n.path,
+             "message": n.message} for n in notes]
+
+
+def warnings_setting(notes: Sequence[InputWarning]) -> str:
+    """The `warnings` setting: one line per task and reason (the report shows every setting)."""
+    if not notes:
+        return "none"
+    reasons = dict.fromkeys(f"task {n.task!r}: {n.reason}" for n in notes)
+    return f"{len(notes)} (table warnings, one row per prediction file): " + "; ".join(reasons)
+
+
+def write_settings(con: duckdb.DuckDBPyConnection, *, n_resamples: int, confidence: float, seed: int,
+                   notes: Sequence[InputWarning] = ()) -> None:
     settings = {
         "n_resamples": str(n_resamples),
         "confidence": repr(confidence),
         "seed": str(seed),
-        "interval": "percentile, numpy.quantile linear interpolation (biobench.stats.bootstrap)",
+        "interval": "centered: percentile interval of the resamples shifted by mean(resamples) - point, numpy.quantile "
+                    "linear interpolation; covers the expected value on test sets of this size (biobench.stats.bootstrap)",
         "resampling": "paired per task: default_rng([seed, sha256(task)[:8] little-endian]).integers(0, n, n) "
                       "per resample, rows in example_id order (biobench.stats.bootstrap)",
         "p_value": "min(1, 2 (1 + min(#{d* <= 0}, #{d* >= 0})) / (B + 1)) (biobench.stats.comparisons)",
+        "tied_with_best": "not rejected by the step-down max test of 'j is a best model' at 1 - confidence: "
+                          "T_j = s_max - s_j against max_i e*_i - min_(remaining) e*_j, e* = s* - s "
+                          "(biobench.stats.comparisons)",
         "overall": "unweighted mean of the headline scores of the run's benchmark tasks, resampled task by task; "
                    "partial when the run lacks some of BioBench's benchmark tasks: " + ", ".join(BENCHMARK_TASKS),
         "headline_train_size": "each task's largest n_train setting (0 = every training row)",
+        "min_examples": f"{MIN_EXAMPLES}: a task with fewer evaluation examples is scored but claims no significance: "
+                        "its pairwise p-values are 1 and every model is tied with the best (biobench.aggregate)",
+        "warnings": warnings_setting(notes),
         "biobench_version": importlib.metadata.version("biobench"),
+        "schema_version": str(SCHEMA_VERSION),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     con.executemany("INSERT INTO settings VALUES (?, ?)", list(settings.items()))

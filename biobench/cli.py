@@ -16,11 +16,14 @@ from pathlib import Path
 
 import duckdb
 
-from biobench.aggregate import OVERALL
+from biobench import artifacts
+from biobench.aggregate import OVERALL, SCHEMA_VERSION
 from biobench.errors import BiobenchError
 from biobench.tasks.base import BENCHMARK_TASKS, PRIOR_WORK_TASKS
 
 DEFAULT_DB = Path("results/biobench.duckdb")
+REBUILD = "re-run `snakemake --cores 8` to rebuild it (with `--forcerun aggregate` if snakemake has nothing to do)"
+SETTINGS = ("n_resamples", "confidence")
 TIE_MARK = "*"
 
 
@@ -32,7 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         with _connect(args.db) as con:
-            text = args.command(con, args)
+            try:
+                text = args.command(con, args)
+            except duckdb.Error as error:  # a table or column this biobench reads is missing or of another kind
+                raise UsageError(f"{args.db} does not hold the tables this biobench reads "
+                                 f"({artifacts.first_line(error)}); {REBUILD}") from None
     except BiobenchError as error:
         print(f"biobench: {error}", file=sys.stderr)
         return 2
@@ -59,9 +66,49 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _connect(db: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a results database that this biobench can read."""
     if not db.is_file():
         raise UsageError(f"no results database at {db}: run `snakemake --cores 8` first, or pass --db PATH")
-    return duckdb.connect(str(db), read_only=True)
+    if problem := artifacts.database_problem(db):
+        raise UsageError(f"{db} is not a DuckDB database ({problem}): pass --db the results database that "
+                         f"`snakemake` writes, or delete {db} and run `snakemake --cores 8` to rebuild it")
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except duckdb.Error as error:
+        raise UsageError(f"{db} cannot be opened ({artifacts.first_line(error)}); if another program holds it, "
+                         "close that; if it is damaged, delete it and run `snakemake --cores 8` to rebuild it"
+                         ) from None
+    try:
+        _check_schema(con, db)
+    except duckdb.Error as error:
+        con.close()
+        raise UsageError(f"{db} cannot be read as biobench's results ({artifacts.first_line(error)}); delete it "
+                         "and run `snakemake --cores 8` to rebuild it") from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _check_schema(con: duckdb.DuckDBPyConnection, db: Path) -> None:
+    has_settings = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'settings'").fetchall()[0][0]
+    if not has_settings:
+        raise UsageError(f"{db} is a DuckDB database but not biobench's results (it has no settings table): pass "
+                         f"--db the results database that `snakemake` writes, or {REBUILD}")
+    settings = _settings(con)
+    version = settings.get("schema_version", "0")
+    if not version.isdigit():
+        raise UsageError(f"{db} records schema_version {version!r}, which biobench does not write; {REBUILD}")
+    if int(version) < SCHEMA_VERSION:
+        written = "without a schema version" if version == "0" else f"with results schema {version}"
+        raise UsageError(f"{db} was written by an older biobench ({written}; this biobench reads schema "
+                         f"{SCHEMA_VERSION}); {REBUILD}")
+    if int(version) > SCHEMA_VERSION:
+        raise UsageError(f"{db} was written by a newer biobench (results schema {version}; this biobench reads "
+                         f"schema {SCHEMA_VERSION}): upgrade biobench, or {REBUILD} with this one")
+    lacking = [key for key in SETTINGS if key not in settings]
+    if lacking:
+        raise UsageError(f"{db} lacks the settings {', '.join(lacking)}; {REBUILD}")
 
 
 # ------------------------------------------------------------------------------------------------------ scores
@@ -72,8 +119,9 @@ def scores_text(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> str
     tasks = _tasks(con)
     if args.task is not None:
         _check_name("task", args.task, [t for t, *_ in tasks])
-    header = (f"{_percent(settings['confidence'])} percentile intervals from {settings['n_resamples']} paired "
-              f"bootstrap resamples; {TIE_MARK} = tied with the best (Holm-corrected paired tests).")
+    header = (f"{_percent(settings['confidence'])} intervals (percentile, centred on the score) from "
+              f"{settings['n_resamples']} paired bootstrap resamples; {TIE_MARK} = tied with the best (not rejected "
+              "as a best model by the step-down max test).")
     blocks = [header]
     if args.task is None:
         blocks.append(_overall_block(con, [t for t, _, _, benchmark in tasks if benchmark]))

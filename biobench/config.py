@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
-import difflib
+import json
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from biobench.classifiers import CLASSIFIERS
 from biobench.errors import ConfigError
 from biobench.models import ORGS, ModelSpec
+from biobench.options import task_options, unknown_keys_message
 from biobench.registry import UnknownNameError
 from biobench.tasks import TASKS, TaskOptions
 
@@ -23,6 +25,7 @@ class BootstrapSettings:
     resamples: int
     confidence: float
     seed: int
+    macro_f1_classes: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ def validate_and_fill(raw: dict[str, Any], schema_path: str | Path) -> dict[str,
 def from_filled(filled: dict[str, Any]) -> Config:
     models = {name: _model_spec(name, spec) for name, spec in filled["models"].items()}
     tasks = {name: task_options(name, opts) for name, opts in filled["tasks"].items()}
+    for protocol, settings in filled["classifiers"].items():
+        _check_classifier(protocol, settings, "accuracy", where=f"classifiers.{protocol}")
     boot = filled["bootstrap"]
     seed = filled["seed"]
     return Config(
@@ -69,7 +74,8 @@ def from_filled(filled: dict[str, Any]) -> Config:
         models=models,
         tasks=tasks,
         classifiers=filled["classifiers"],
-        bootstrap=BootstrapSettings(boot["resamples"], boot["confidence"], seed if boot["seed"] is None else boot["seed"]),
+        bootstrap=BootstrapSettings(boot["resamples"], boot["confidence"], seed if boot["seed"] is None else boot["seed"],
+                                    boot["macro_f1_classes"]),
         embed=EmbedSettings(**filled["embed"]),
     )
 
@@ -84,28 +90,106 @@ def model_name_of(models: dict[str, dict[str, Any]], spec: ModelSpec) -> str:
 
 
 def load_file(config_path: str | Path, schema_path: str | Path) -> Config:
-    return load(yaml.safe_load(Path(config_path).read_text()) or {}, schema_path)
+    return load(read_config_file(config_path) or {}, schema_path)
 
 
-def task_options(task: str, raw: dict[str, Any]) -> TaskOptions:
+def check_config_files(paths: list[str | Path]) -> None:
+    """Read each existing config file strictly, before Snakemake reads it leniently (it keeps the last of a repeated
+    key and names no line for a syntax error)."""
+    for path in paths:
+        if Path(path).is_file():
+            read_config_file(path)
+
+
+def read_config_file(path: str | Path) -> Any:
+    """The document in `path`, JSON or else YAML as Snakemake reads config files; ConfigError naming the file (and
+    for YAML the line) of a syntax error or of a key given twice in one mapping."""
+    text = Path(path).read_text(encoding="utf-8")
     try:
+        return json.loads(text, object_pairs_hook=lambda pairs: _unique_json_keys(path, pairs))
+    except json.JSONDecodeError:
+        pass
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as err:
+        raise ConfigError(_yaml_error_message(path, err)) from None
+
+
+def _unique_json_keys(path: str | Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = next((key for key in keys if keys.count(key) > 1), None)
+    if repeated is not None:
+        raise ConfigError(f"{path}: key {repeated!r} is given twice in one object; JSON readers keep only the last "
+                          "one, so delete one of them")
+    return dict(pairs)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`, whose keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader refuses it below, with its line
+            if key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"key {key!r} is given twice (first on line {first_line[key]}); YAML would keep only the last "
+                    "one, so delete one of them",
+                    key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error_message(path: str | Path, err: yaml.MarkedYAMLError) -> str:
+    mark = err.problem_mark or err.context_mark
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+    context = ""
+    if err.context and err.context_mark and err.problem_mark:
+        context = f" ({err.context} on line {err.context_mark.line + 1})"
+    elif err.context:
+        context = f" ({err.context})"
+    fix = "" if isinstance(err, yaml.constructor.ConstructorError) else (
+        ". Fix the YAML there: indent with spaces, not tabs; close every bracket and quote; put a space after "
+        "each colon"
+    )
+    return f"{where}: {err.problem}{context}{fix}"
+
+
+def classifier_settings(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Each task's classifier settings: its reference protocol's, under config.yaml's `classifiers.<protocol>`,
+    checked as the fit job's classifier will check them."""
+    out = {}
+    for task in cfg.tasks:
         task_cls = TASKS.get(task)
+        settings = task_cls().classifier_settings(cfg.classifiers.get(task_cls.classifier, {}))
+        _check_classifier(task_cls.classifier, settings, task_cls.metric,
+                          where=f"classifiers.{task_cls.classifier} (as task {task} uses it)")
+        out[task] = settings
+    return out
+
+
+SET_ELSEWHERE = {"seed": "the top-level `seed`", "device": "`embed.device`"}
+
+
+def _check_classifier(protocol: str, settings: dict[str, Any], metric: str, where: str) -> None:
+    """Build the classifier the fit job will build (cheap: nothing is fitted), so that its own parameter checks run
+    before any job does."""
+    try:
+        cls = CLASSIFIERS.get(protocol)
     except UnknownNameError as err:
-        raise ConfigError(f"config.yaml: tasks: {err}") from None
-    raw = dict(raw or {})
-    sizes = training_sizes(raw.pop("n_train", 0), where=f"tasks.{task}.n_train")
-    return dataclasses.replace(_dataclass_from(task_cls.Options, raw, where=f"tasks.{task}"), n_train=sizes)
-
-
-def training_sizes(value: Any, where: str) -> tuple[int, ...]:
-    """`n_train` as a tuple of distinct sizes, smallest first, 0 (all rows) last."""
-    values = value if isinstance(value, (list, tuple)) else [value]
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
-        raise ConfigError(
-            f"config.yaml: {where} must be an integer >= 0 (0 = every training row) or a list of them, e.g. "
-            f"[1, 10, 100, 0]; got {value!r}"
-        )
-    return tuple(sorted(set(values), key=lambda v: (v == 0, v)))
+        raise ConfigError(f"config.yaml: classifiers: {err}") from None
+    misplaced = sorted(set(settings) & set(SET_ELSEWHERE))
+    if misplaced:
+        key = misplaced[0]
+        raise ConfigError(f"config.yaml: {where}.{key}: a classifier's {key} is {SET_ELSEWHERE[key]}; delete it here")
+    try:
+        cls(**{"metric": metric, **settings}, device="cpu")
+    except ConfigError as err:
+        raise ConfigError(f"config.yaml: {where}: {err}") from None
 
 
 def _model_spec(name: str, raw: dict[str, Any]) -> ModelSpec:
@@ -116,41 +200,6 @@ def _model_spec(name: str, raw: dict[str, Any]) -> ModelSpec:
         raise ConfigError(f"config.yaml: models.{name}.org: {err}") from None
     org.validate(spec)
     return spec
-
-
-def _dataclass_from(cls: type, raw: dict[str, Any], where: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(_unknown_keys_message(where, unknown, fields))
-    for key, value in raw.items():
-        expected = type(getattr(cls(), key)) if _has_default(fields[key]) else None
-        if expected is not None and not _same_kind(value, expected):
-            raise ConfigError(
-                f"config.yaml: {where}.{key} must be {expected.__name__}, got {value!r} ({type(value).__name__})"
-            )
-    return cls(**raw)
-
-
-def _has_default(field: dataclasses.Field) -> bool:
-    return field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
-
-
-def _same_kind(value: Any, expected: type) -> bool:
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, expected)
-
-
-def _unknown_keys_message(where: str, unknown: list[str], allowed: Any) -> str:
-    allowed = sorted(allowed)
-    hints = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return f"config.yaml: unknown key {', '.join(hints)} in {where}; allowed keys: {', '.join(allowed)}"
 
 
 def _validate(instance: dict[str, Any], schema: dict[str, Any]) -> None:
@@ -165,7 +214,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = error.schema.get("properties", {})
         unknown = sorted(set(error.instance) - set(allowed))
-        return _unknown_keys_message(where, unknown, allowed)
+        return unknown_keys_message(where, unknown, allowed)
     if error.validator == "enum":
         choices = ", ".join(repr(c) for c in error.validator_value)
         return f"config.yaml: {where} is {error.instance!r}; allowed values: {choices}"
@@ -175,6 +224,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
             f"config.yaml: {where} must be {' or '.join(kinds)}, got {error.instance!r} "
             f"({type(error.instance).__name__})"
         )
+    if error.validator == "pattern":
+        return f"config.yaml: {where} is {error.instance!r}; allowed: {error.schema.get('description', error.message)}"
     if error.validator == "anyOf":
         choices = " or ".join(_describe_choice(c) for c in error.validator_value)
         return f"config.yaml: {where} is {error.instance!r}; it must be {choices}"

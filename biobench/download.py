@@ -4,11 +4,13 @@ extraction that never writes outside its target folder."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import email.message
 import errno
 import gzip
 import hashlib
 import http.client
+import json
 import logging
 import lzma
 import os
@@ -24,9 +26,11 @@ import urllib.request
 import urllib.response
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from biobench.atomic import write_text
 from biobench.errors import DatasetCorruptError, DatasetMissingError
 from biobench.provenance import sha256_file
 
@@ -105,54 +109,185 @@ def verify_checksum(path: Path, checksum: str, source: str = "") -> None:
 @dataclass(frozen=True)
 class Remote:
     """One file a dataset's source publishes: its URL, where it goes (relative to the task's download folder, which
-    is also its path under a mirror), and the checksum the source publishes for it ("" if none)."""
+    is also its path under a mirror), and the checksum the source publishes for it ("" if none).
+
+    `fallbacks` are further URLs of the very same file, tried in order when the ones before fail; every copy gets
+    the same checks. `record_sha256` (for files without a published checksum) holds later copies to the sha256 of
+    the first one downloaded (see `Recorded`); it is off for files the source rewrites over time, whose content the
+    caller checks instead."""
 
     url: str
     name: str
     checksum: str = ""
+    fallbacks: tuple[str, ...] = ()
+    record_sha256: bool = True
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        return (self.url, *self.fallbacks)
 
     def located(self, mirror: str) -> "Remote":
-        """The same file, fetched from `mirror` instead: a URL or local folder holding the source's files by name."""
+        """The same file, fetched from `mirror` only: a URL or local folder holding the source's files by name.
+        The source's own locations are not tried after it: a mirror is set because they are unreachable or
+        unwanted (often on machines without internet), and a mirror that lacks a file should say so at once."""
         if not mirror:
             return self
         base = mirror if "://" in mirror else Path(mirror).expanduser().resolve().as_uri()
-        return dataclasses.replace(self, url=f"{base.rstrip('/')}/{urllib.parse.quote(self.name)}")
+        return dataclasses.replace(self, url=f"{base.rstrip('/')}/{urllib.parse.quote(self.name)}", fallbacks=())
+
+
+class Recorded:
+    """The sha256 of each file whose source publishes no checksum, as first downloaded complete, and the checksum
+    a source's metadata gave when first read; every later copy (a download again, a copy from a mirror) must match.
+
+    It is a JSON file beside the task's data folder (`resources/data/<task>.recorded-sha256.json` in the workflow),
+    so that deleting the data folder to download again keeps it. Delete an entry (or the file) to accept a source's
+    new version of a file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def beside(cls, dest: Path) -> "Recorded":
+        return cls(dest.parent / f"{dest.name}.recorded-sha256.json")
+
+    def entries(self) -> dict[str, dict]:
+        if not self.path.exists():
+            return {}
+        try:
+            entries = json.loads(self.path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DatasetCorruptError(
+                f"{self.path} (the checksums recorded at the first download) is not valid JSON ({err}). Delete it; "
+                "the next download records them again."
+            ) from None
+        return entries if isinstance(entries, dict) else {}
+
+    def confirm(self, name: str, checksum: str, what: str, source: str) -> None:
+        """Record `checksum` ("<algorithm>:<hex>") for `name` if none is recorded, else require the recorded one.
+        `what` names the thing checked in the error message; `source` is where it came from."""
+        entries = self.entries()
+        entry = entries.get(name)
+        if entry is None:
+            entries[name] = {"checksum": checksum, "source": source,
+                             "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            write_text(self.path, json.dumps(entries, indent=1, sort_keys=True) + "\n")
+            log.info("%s: no checksum is published; recorded %s in %s", name, checksum, self.path)
+            return
+        if entry.get("checksum") != checksum:
+            algorithm = checksum.partition(":")[0]
+            raise DatasetCorruptError(
+                f"{what}: {algorithm} is {checksum.partition(':')[2]}, expected "
+                f"{str(entry.get('checksum')).partition(':')[2]} as recorded in {self.path} when {name} was first "
+                f"downloaded (from {entry.get('source')}, {entry.get('recorded')}); its source publishes no checksum, "
+                "so later copies are held to that first one. This copy is damaged, incomplete or a different file: "
+                "run the download again (snakemake prepare), or point the task's `mirror:` at a good copy. If the "
+                f"source has replaced the file and you trust the new one, delete the {name!r} entry from {self.path} "
+                "and run the download again."
+            )
+
+    def forget(self, name: str, checksum: str) -> None:
+        """Drop `name`'s entry if it is `checksum`: a copy that later fails its format check is no reference."""
+        entries = self.entries()
+        if entries.get(name, {}).get("checksum") == checksum:
+            del entries[name]
+            write_text(self.path, json.dumps(entries, indent=1, sort_keys=True) + "\n")
 
 
 class _Interrupted(Exception):
     """The transfer stopped early; what arrived is kept in the .part file and the next attempt resumes from it."""
 
 
-def fetch(remote: Remote, path: Path) -> Path:
-    """Download `remote` to `path`: into `path`.part, resuming it with a Range request when it exists, then verified
-    against the published checksum and renamed. A verified file already at `path` is kept as it is."""
+def fetch(remote: Remote, path: Path, recorded: Recorded | None = None,
+          check: Callable[[Path], None] | None = None) -> Path:
+    """Download `remote` to `path`: into `path`.part, resuming it with a Range request when it exists, then checked
+    and renamed; a file already at `path` that passes the checks is kept as it is. The checks: the published
+    checksum, else (with `recorded`) the sha256 recorded at the first download, recorded now if there is none; and
+    `check`, a format check (parsing, say) run before anything is recorded or renamed. The locations of `remote`
+    are tried in order; when all fail, the error names each attempt.
+
+    An early end is caught where HTTP lets it be: a body shorter than its Content-Length, or a chunked body without
+    its last chunk, leaves the .part (resumed next time) and never the file. What cannot be caught is a server that
+    sends neither a length nor chunks and closes early, on a first download of a file without a published checksum:
+    the end of the connection is then the end of the file. The format checks catch that (an archive's CRCs and end
+    when it is unpacked, `check` for small files), and a copy that fails one is dropped from the record; a first
+    copy that passes them is what every later copy must match."""
     if path.exists():
         try:
-            verify_checksum(path, remote.checksum, remote.url)
+            _check_format(check, path, str(path))
+            _verify(path, remote, recorded, remote.url, str(path))
             return path
         except DatasetCorruptError as err:
             log.warning("%s; fetching it again", err)
             path.unlink()
     part = path.with_name(path.name + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)
+    failures: list[tuple[str, Exception]] = []
+    for n, url in enumerate(remote.locations):
+        if n:
+            log.warning("%s: %s; trying the next location, %s", failures[-1][0], _describe(failures[-1][1]), url)
+        try:
+            _download(url, part)
+        except (_Interrupted, OSError, http.client.HTTPException) as err:
+            failures.append((url, err))
+            continue
+        what = f"{path} (downloaded from {url})"
+        try:
+            _check_format(check, part, what)
+            _verify(part, remote, recorded, url, what)
+        except DatasetCorruptError as err:
+            part.unlink(missing_ok=True)
+            failures.append((url, err))
+            continue
+        os.replace(part, path)
+        return path
+    if part.exists() and not part.stat().st_size:
+        part.unlink()
+    if len(failures) == 1 and isinstance(failures[0][1], DatasetCorruptError):
+        raise failures[0][1]
+    corrupt = all(isinstance(err, DatasetCorruptError) for _, err in failures)
+    raise (DatasetCorruptError if corrupt else DatasetMissingError)(_failure_message(remote, path, part, failures))
+
+
+def _check_format(check: Callable[[Path], None] | None, path: Path, what: str) -> None:
+    if check is None:
+        return
+    try:
+        check(path)
+    except DatasetCorruptError as err:
+        raise DatasetCorruptError(
+            f"{what}: {err}; the file is incomplete or damaged, and was discarded. Run the download again (snakemake "
+            "prepare); if this repeats, the source's copy is damaged: point the task's `mirror:` at a good copy."
+        ) from None
+
+
+def _verify(path: Path, remote: Remote, recorded: Recorded | None, url: str, what: str) -> None:
+    if remote.checksum:
+        verify_checksum(path, remote.checksum, url)
+    elif recorded is not None and remote.record_sha256:
+        recorded.confirm(remote.name, f"sha256:{sha256_file(path)}", what, url)
+
+
+def _download(url: str, part: Path) -> None:
+    """One location: retried after a dropped connection or a 5xx answer, each attempt resuming the .part."""
     for attempt in range(RETRIES + 1):
         try:
-            _transfer(remote.url, part)
-            break
+            _transfer(url, part)
+            return
         except (_Interrupted, OSError, http.client.HTTPException) as err:
-            if not _worth_retrying(remote.url, err) or attempt == RETRIES:
-                raise DatasetMissingError(_failure_message(remote, path, part, err)) from None
+            if not _worth_retrying(url, err) or attempt == RETRIES:
+                raise
             wait = min(RETRY_WAIT_S * 2**attempt, 60.0)
-            log.warning("%s: %s; retrying in %.0f s (attempt %d of %d)", remote.url, _describe(err), wait,
-                        attempt + 2, RETRIES + 1)
+            log.warning("%s: %s; retrying in %.0f s (attempt %d of %d)", url, _describe(err), wait, attempt + 2,
+                        RETRIES + 1)
             time.sleep(wait)
-    try:
-        verify_checksum(part, remote.checksum, remote.url)
-    except DatasetCorruptError:
-        part.unlink()
-        raise
-    os.replace(part, path)
-    return path
+
+
+def sends_token(url: str) -> bool:
+    """Whether HF_TOKEN may go to `url`: https to huggingface.co or one of its subdomains, nothing else."""
+    parsed = urllib.parse.urlparse(url)
+    host = (parsed.hostname or "").lower()
+    return parsed.scheme == "https" and (host == "huggingface.co" or host.endswith(".huggingface.co"))
 
 
 def _transfer(url: str, part: Path) -> None:
@@ -161,7 +296,7 @@ def _transfer(url: str, part: Path) -> None:
     if start:
         headers["Range"] = f"bytes={start}-"
     token = os.environ.get("HF_TOKEN")
-    if token and (urllib.parse.urlparse(url).hostname or "").endswith("huggingface.co"):
+    if token and sends_token(url):
         headers["Authorization"] = f"Bearer {token}"
     try:
         response = _OPENER.open(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
@@ -179,7 +314,7 @@ def _transfer(url: str, part: Path) -> None:
         received = start
         started = last = time.monotonic()
         with open(part, "ab" if start else "wb") as out:
-            while block := response.read(CHUNK_BYTES):
+            while block := response.read(CHUNK_BYTES):  # a chunked body cut short raises IncompleteRead here
                 out.write(block)
                 received += len(block)
                 now = time.monotonic()
@@ -217,17 +352,46 @@ def _describe(err: Exception) -> str:
         return f"HTTP {err.code} {err.reason}"
     if isinstance(err, urllib.error.URLError):
         return str(err.reason)
+    if isinstance(err, http.client.IncompleteRead):
+        return "the connection closed in the middle of a chunked transfer, before its last chunk"
     return str(err) or type(err).__name__
 
 
-def _failure_message(remote: Remote, path: Path, part: Path, err: Exception) -> str:
+def _failure_message(remote: Remote, path: Path, part: Path, failures: list[tuple[str, Exception]]) -> str:
+    sep = " "
+    if len(failures) == 1:
+        what = f"could not download {failures[0][0]}: {_describe(failures[0][1])}."
+    else:
+        sep = "\n"
+        what = f"could not download {remote.name} from any of its {len(failures)} locations:" + "".join(
+            f"\n  {url}: {_describe(err)}" for url, err in failures)
     kept = f" The {part.stat().st_size} bytes received so far are kept in {part}; running again resumes." if (
         part.exists() and part.stat().st_size) else ""
     return (
-        f"could not download {remote.url}: {_describe(err)}.{kept} Check the internet connection (compute nodes "
-        f"often have none: run `snakemake prepare` where there is one), set the task's `mirror` option to a folder or "
-        f"URL that holds the file, or place the file at {path} yourself (it is checked and used as is)."
+        f"{what}{kept}{sep}Check the internet connection (compute nodes often have none: run `snakemake prepare` where "
+        f"there is one). Or get the data another way: set the task's `mirror:` option (tasks.<task>.mirror in "
+        f"config.yaml) to a folder or URL holding {remote.name} under that name (it is then the only location "
+        f"tried, with the same checks); or set `datadir:` to a complete copy of the dataset you already have (nothing "
+        f"is downloaded then); or place the file at {path} yourself (it is checked and used as is)."
     )
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Redirects that lead to another origin (scheme, host or port) lose the Authorization header: urllib copies
+    every header added with add_header to the new request, and the Hub redirects downloads to CDN hosts, which must
+    not see the token. (add_unredirected_header would drop it on same-host redirects too, which gated files need.)"""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = urllib.parse.urlparse(url)
+    scheme = parsed.scheme.lower()
+    return scheme, (parsed.hostname or "").lower(), parsed.port or {"http": 80, "https": 443}.get(scheme)
 
 
 class _LocalFileHandler(urllib.request.FileHandler):
@@ -258,7 +422,7 @@ class _LocalFileHandler(urllib.request.FileHandler):
         return urllib.response.addinfourl(handle, headers, request.full_url, code=206 if match else 200)
 
 
-_OPENER = urllib.request.build_opener(_LocalFileHandler())  # replaces the standard file:// handler
+_OPENER = urllib.request.build_opener(_LocalFileHandler(), _RedirectHandler())  # replace the standard ones
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -347,14 +511,20 @@ def _extract_tar(archive: Path, root: Path) -> int:
     return written
 
 
-def fetch_and_extract(remote: Remote, downloads: Path, into: Path) -> None:
+def fetch_and_extract(remote: Remote, downloads: Path, into: Path, recorded: Recorded | None = None) -> None:
     """Fetch an archive into `downloads`, unpack it into `into`, then delete it. A marker left in `into` makes a
-    repeated call a no-op; an interrupted one starts the unpacking again (the download itself resumes)."""
+    repeated call a no-op; an interrupted one starts the unpacking again (the download itself resumes). An archive
+    that does not unpack is no reference for later copies: its recorded sha256 (if any) is dropped."""
     marker = into / f".{PurePosixPath(remote.name).name}.extracted"
     if marker.exists():
         return
-    archive = fetch(remote, downloads / remote.name)
+    archive = fetch(remote, downloads / remote.name, recorded)
     log.info("extracting %s into %s", archive, into)
-    count = extract(archive, into)
+    try:
+        count = extract(archive, into)
+    except DatasetCorruptError:
+        if recorded is not None and not remote.checksum:
+            recorded.forget(remote.name, f"sha256:{sha256_file(archive)}")
+        raise
     marker.write_text(f"{remote.url}\n{count} files\n")
     archive.unlink()

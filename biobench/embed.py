@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -10,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from biobench import pixel_sources, preprocess, provenance
+from biobench import data_state, pixel_sources, preprocess, provenance
 from biobench.atomic import atomic_path
 from biobench.devices import claim_device, usable_cpus
 from biobench.encoder import Encoder, OutOfGpuMemory, choose_batch_size, device_name
@@ -71,6 +71,7 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     precision = _choose_precision(job, device)
     example_ids, paths, owner = _split_images(job.manifest, job.split)
     manifest_sha256 = provenance.sha256_file(job.manifest)
+    files = _checked_files(job.manifest, job.split, paths)
 
     backbone = load_backbone(job.spec)
     backbone.to(device)
@@ -78,7 +79,7 @@ def _embed_on(job: EmbedJob, device: torch.device) -> dict[str, Any]:
     encoder = Encoder(backbone, device, DTYPES[precision.dtype], pixel_plan.finish, chunk=1)
     encoder.chunk = batch_size = choose_batch_size(job.spec.batch_size, encoder,
                                                    lambda: pixel_plan.pixels(open_rgb(paths[0])))
-    source, batches, filler = _pixel_source(job, pixel_plan, paths, manifest_sha256, batch_size, device)
+    source, batches, filler = _pixel_source(job, pixel_plan, paths, manifest_sha256, files, batch_size, device)
 
     started = time.perf_counter()
     progress = _Progress(len(paths), job.log_every_s)
@@ -150,8 +151,23 @@ def _split_images(manifest: Path, split: str) -> tuple[StringColumn, StringColum
     return StringColumn(table.column("example_id")), StringColumn(paths), owner
 
 
-def _pixel_source(job: EmbedJob, plan: PixelPlan, paths: StringColumn, manifest_sha256: str, batch_size: int,
-                  device: torch.device):
+def _checked_files(manifest: Path, split: str, paths: StringColumn) -> str | None:
+    """A digest of the split's file sizes and modification times, once they are checked against the manifest's
+    record (biobench/data_state.py); None for a manifest that records none (then nothing is cached)."""
+    stats = data_state.split_stats(manifest, split)
+    if stats is None:
+        log.warning("%s records no file sizes and modification times (it was not made by biobench.manifest); the "
+                    "images cannot be checked against it and their pixels are not cached", manifest)
+        return None
+    started = time.perf_counter()
+    data_state.check_files(manifest, paths, *stats)
+    log.info("checked the size and modification time of %d files in %.2f s", len(paths),
+             time.perf_counter() - started)
+    return hashlib.sha256(stats[0].tobytes() + stats[1].tobytes()).hexdigest()
+
+
+def _pixel_source(job: EmbedJob, plan: PixelPlan, paths: StringColumn, manifest_sha256: str, files: str | None,
+                  batch_size: int, device: torch.device):
     """(name, batches, cache filler or None): cached pixels if there are any, else decoding as `job.decode` says."""
     on_device = job.decode == "device" or (job.decode == "auto" and device.type == "cuda")
     if on_device and plan.tensor_ops is None:
@@ -161,13 +177,13 @@ def _pixel_source(job: EmbedJob, plan: PixelPlan, paths: StringColumn, manifest_
         on_device = False
     decoder = f"tensor-{device.type}" if on_device else "pil"
     cache = None
-    if job.pixel_cache and job.pixel_cache_max_gb > 0 and plan.cache_key:
+    if job.pixel_cache and job.pixel_cache_max_gb > 0 and plan.cache_key and files:
         cache = PixelCache(job.pixel_cache, job.pixel_cache_max_gb)
     pin = device.type == "cuda"
     filler = None
     if cache is not None:
-        keys = {name: cache.key(manifest_sha256=manifest_sha256, split=job.split, pixel_stage=plan.cache_key,
-                                decoder=name) for name in ("pil", decoder)}
+        keys = {name: cache.key(manifest_sha256=manifest_sha256, split=job.split, files=files,
+                                pixel_stage=plan.cache_key, decoder=name) for name in ("pil", decoder)}
         for candidate, key in keys.items():  # PIL's pixels are the reference; either decoder's are good to read
             pixels = cache.read(key, len(paths))
             if pixels is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from biobench.atomic import atomic_path
-from biobench.config import task_options
+from biobench.options import task_options
 from biobench.tasks import TASKS
 
 log = logging.getLogger(__name__)

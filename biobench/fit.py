@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from biobench import provenance
+from biobench import artifacts, provenance
 from biobench.atomic import atomic_path
 from biobench.classifiers import CLASSIFIERS
 from biobench.classifiers.few_shot import balanced_subsample
@@ -43,9 +43,9 @@ class FitJob:
 
 def fit_and_predict(job: FitJob) -> dict[str, Any]:
     task = TASKS.get(job.task)
-    manifest = pd.read_parquet(job.manifest).set_index("example_id")
-    train_ids, x_train, train_meta = read_embeddings(job.train_embeddings)
-    eval_ids, x_eval, eval_meta = read_embeddings(job.eval_embeddings)
+    manifest = artifacts.read_parquet(job.manifest, pd.read_parquet).set_index("example_id")
+    train_ids, x_train, train_meta = artifacts.read_parquet(job.train_embeddings, _read_embeddings)
+    eval_ids, x_eval, eval_meta = artifacts.read_parquet(job.eval_embeddings, _read_embeddings)
     manifest_sha = provenance.sha256_file(job.manifest)
     for meta, path in ((train_meta, job.train_embeddings), (eval_meta, job.eval_embeddings)):
         if meta["manifest_sha256"] != manifest_sha:
@@ -114,6 +114,14 @@ def fit_and_predict(job: FitJob) -> dict[str, Any]:
     log.info("%s on %s: %s fitted on %d training rows in %.1f s; accuracy %.4f", metadata["model"], job.task,
              job.classifier, n_fitted, seconds, float((y_pred == y_eval).mean()))
     return metadata
+
+
+def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    try:
+        return read_embeddings(path)
+    except (KeyError, TypeError):
+        raise BiobenchError(f"{path} lacks the embedding column or the {METADATA_KEY.decode()!r} metadata that "
+                            "biobench's embed rule writes; delete it and re-run `snakemake --cores 8`") from None
 
 
 def embedding_cost(*metas: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Decoding JPEGs on the embedding device (nvJPEG on a GPU, libjpeg-turbo on the CPU) with the semantics of
 `biobench.images.open_rgb`: EXIF orientation applied, RGB out. Files this path cannot match exactly (not JPEG, CMYK
-or other colour modes, no end-of-image marker, a decoder error) are marked for `open_rgb`, which decodes them or
-raises the error that names the file."""
+or other colour modes, no end-of-image marker, over PIL's pixel limit, a decoder error) are marked for `open_rgb`,
+which decodes them or raises the error that names the file."""
 
 from __future__ import annotations
 
@@ -34,10 +34,12 @@ def read_encoded(path: str) -> EncodedImage:
     on_device, orientation = False, 1
     if len(data) > 4 and data[0] == 0xFF and data[1] == 0xD8 and data[-2] == 0xFF and data[-1] == 0xD9:
         try:
-            with Image.open(io.BytesIO(data.tobytes())) as image:
-                on_device = image.format == "JPEG" and image.mode in DEVICE_MODES
-                orientation = int(image.getexif().get(ORIENTATION_TAG, 1) or 1)
-        except (OSError, SyntaxError, ValueError):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)  # open_rgb names the file and limit
+                with Image.open(io.BytesIO(data.tobytes())) as image:
+                    on_device = image.format == "JPEG" and image.mode in DEVICE_MODES
+                    orientation = int(image.getexif().get(ORIENTATION_TAG, 1) or 1)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError):
             on_device = False
     if orientation not in range(1, 9):
         orientation = 1

@@ -49,8 +49,8 @@ def classifier_key(name: str, params: dict[str, Any], seed: int) -> str:
 def code_digest(*modules: str) -> str:
     """Hash of the source a rule runs: the named modules and every biobench module they take names from,
     transitively. Passed to Snakemake as a param, so editing that code re-runs the rule. A package's registration
-    imports (`from biobench.models import pixels, timm_org`) are not followed: editing one model org re-runs only
-    the jobs of that org."""
+    imports (`from biobench.models import pixels, timm_org` in biobench/models/__init__.py) are not followed:
+    editing one model org re-runs only the jobs of that org. Any other module's `from biobench import x` is."""
     closure = sorted(set().union(*(_used_modules(m) for m in modules)))
     return short_hash([(m, _source_hash(m)) for m in closure])
 
@@ -78,13 +78,9 @@ def _direct_imports(module: str) -> list[str]:
             submodules = [f"{node.module}.{a.name}" for a in node.names if _is_module(f"{node.module}.{a.name}")]
             if len(submodules) < len(node.names):
                 found.append(node.module)  # names taken from the module itself
-            if node.module != _package_of(module):
+            if node.module != module:  # a package's __init__ importing its own modules registers them
                 found += submodules
     return found
-
-
-def _package_of(module: str) -> str:
-    return module if _source_path(module).name == "__init__.py" else module.rpartition(".")[0]
 
 
 def _is_module(name: str) -> bool:

@@ -1,4 +1,5 @@
-"""Logging for workflow jobs: to the rule's log file and to stderr, with user errors shown without a traceback."""
+"""Logging for workflow jobs: to the rule's log file and to stderr. Every failure is written to the log: a user error
+as its message alone (it names the problem and the fix), any other error with its traceback."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TypeVar
 from biobench.errors import BiobenchError
 
 T = TypeVar("T")
+log = logging.getLogger("biobench")
 
 
 def setup(log_path: str | None) -> None:
@@ -21,10 +23,14 @@ def setup(log_path: str | None) -> None:
 
 
 def run_job(log_path: str | None, job: Callable[[], T]) -> T:
-    """Run a workflow job; a BiobenchError ends it with the message alone (it already names problem and fix)."""
+    """Run a workflow job; a failure is logged and ends the process with status 1. Jobs import the code they run
+    inside `job`, so that an import that fails is logged too."""
     setup(log_path)
     try:
         return job()
     except BiobenchError as err:
-        logging.getLogger("biobench").error("%s", err)
-        sys.exit(1)
+        log.error("%s", err)
+    except Exception:
+        log.exception("the job failed with an error biobench did not foresee; the traceback says where")
+    logging.shutdown()
+    sys.exit(1)

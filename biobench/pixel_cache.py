@@ -1,12 +1,15 @@
 """Decoded pixels kept on disk, one uint8 [n, 3, H, W] .npy per (images, pixel stage, decoder), so that every model
 with the same pixel stage (decode, resize, crop) reads them instead of decoding JPEGs again.
 
-The key hashes what determines the bytes: the manifest's sha256, the split, the pixel stage's description (with the
-Pillow and torchvision versions), the decoder, and the source of the code that reads images. A file appears only
-complete (written beside, then renamed); a file of the wrong shape or size is deleted and rebuilt. Only one job
-fills a given entry; another job that wants it at the same time decodes for itself. The folder holds at most
-`max_gb`: before an entry is written, the least recently used ones are deleted to make room (a job still reading a
-deleted entry keeps its memory map). The cache is not a Snakemake output: deleting it costs time, never results."""
+The key hashes what determines the bytes: the manifest's sha256, the split, the sizes and modification times of the
+split's files (recorded in the manifest and checked against the disk before any pixel is read, so a changed image
+changes the key: biobench/data_state.py), the pixel stage's description (with the Pillow and torchvision versions),
+the decoder, and the source of the code that reads images. A file appears only complete (written beside, then
+renamed); a file of the wrong shape or size is deleted and rebuilt. Only one job fills a given entry; another job
+that wants it at the same time decodes for itself. The folder holds at most `max_gb`, counting the entries being
+written: before an entry is written, the least recently used ones are deleted to make room (a job still reading a
+deleted entry keeps its memory map), and so are the temporaries of jobs killed while writing (biobench/atomic.py).
+The cache is not a Snakemake output: deleting it costs time, never results."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biobench.atomic import atomic_path
+from biobench.atomic import atomic_path, sweep_temps
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +33,11 @@ class PixelCache:
         self.directory, self.max_bytes = Path(directory), max_gb * 2**30
 
     @staticmethod
-    def key(*, manifest_sha256: str, split: str, pixel_stage: str, decoder: str) -> str:
+    def key(*, manifest_sha256: str, split: str, files: str, pixel_stage: str, decoder: str) -> str:
         from biobench.keys import code_digest
 
         reader = code_digest("biobench.images", "biobench.jpeg")
-        blob = json.dumps([manifest_sha256, split, pixel_stage, decoder, reader])
+        blob = json.dumps([manifest_sha256, split, files, pixel_stage, decoder, reader])
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def path(self, key: str) -> Path:
@@ -63,9 +66,15 @@ class PixelCache:
         return pixels
 
     def make_room(self, size: int) -> bool:
-        """Delete the least recently used entries until `size` more bytes fit in max_gb; False if they never can."""
+        """Delete the least recently used entries until `size` more bytes fit in max_gb, counting the entries being
+        written (whose temporaries are swept first, see biobench/atomic.py, if their writer died); False if they
+        cannot fit."""
         if size > self.max_bytes:
             return False
+        temps = sweep_temps(self.directory, recursive=False)
+        for path, temp_size in temps.deleted:
+            log.info("pixel cache: deleted %s (%.1f GiB), left by a job that died while writing it", path,
+                     temp_size / 2**30)
         entries = []
         for path in self.directory.glob("*.npy"):
             try:
@@ -73,7 +82,7 @@ class PixelCache:
             except OSError:  # deleted meanwhile by another job
                 continue
             entries.append((stat.st_mtime, stat.st_size, path))
-        used = sum(entry[1] for entry in entries)
+        used = sum(entry[1] for entry in entries) + temps.live_bytes  # entries other jobs are writing count too
         for _, entry_size, path in sorted(entries):
             if used + size <= self.max_bytes:
                 break
@@ -81,7 +90,7 @@ class PixelCache:
                      "embed.pixel_cache_max_gb", path, entry_size / 2**30)
             path.unlink(missing_ok=True)
             used -= entry_size
-        return True
+        return used + size <= self.max_bytes
 
     def filler(self, key: str, n_images: int) -> "CacheFiller":
         return CacheFiller(self, key, n_images)
@@ -128,8 +137,8 @@ class CacheFiller:
             self.abort()
             return False
         if not self.cache.make_room(size):
-            log.info("pixel cache: %.1f GiB exceeds embed.pixel_cache_max_gb (%.1f); not caching", size / 2**30,
-                     self.cache.max_bytes / 2**30)
+            log.info("pixel cache: %.1f GiB does not fit in embed.pixel_cache_max_gb (%.1f), counting entries other "
+                     "jobs are writing; not caching", size / 2**30, self.cache.max_bytes / 2**30)
             self.abort()
             return False
         self._atomic = atomic_path(self.cache.path(self.key))

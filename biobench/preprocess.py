@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 TO_FLOAT_NAMES = {"ToTensor", "MaybeToTensor"}  # torchvision's and timm/open_clip's: PIL uint8 -> float / 255
 RGB_NO_OPS = {"MaybeConvertMode", "_convert_to_rgb"}  # open_clip's conversions to RGB; images arrive as RGB already
 PIXEL_STEPS = (v1.Resize, v2.Resize, v1.CenterCrop, v2.CenterCrop, v1.PILToTensor, v2.PILToTensor, v2.ToImage)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: 16-bit and float images scaled to 8 bits (biobench.images.to_rgb), no longer clipped
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ JOIN examples e ON e.task = r.task AND e.example_index = r.example_index
 LEFT JOIN labels lt ON lt.task = r.task AND lt.y = r.y_true
 LEFT JOIN labels lp ON lp.task = r.task AND lp.y = r.y_pred;
 
--- Per (model, task, training size): every n_train setting's score, with its paired-bootstrap percentile interval
+-- Per (model, task, training size): every n_train setting's score, with its paired-bootstrap centred percentile interval
 -- (the same resamples for every size of a task). The headline rows repeat task_scores.
 CREATE TABLE train_size_scores (
     model VARCHAR NOT NULL,
@@ -93,7 +93,7 @@ CREATE TABLE train_size_scores (
     PRIMARY KEY (model, task, train_size)
 );
 
--- Per (model, task): point estimate and paired-bootstrap percentile interval, at the task's headline training size.
+-- Per (model, task): point estimate and paired-bootstrap centred percentile interval, at the task's headline training size.
 CREATE TABLE task_scores (
     model VARCHAR NOT NULL,
     task VARCHAR NOT NULL,
@@ -103,7 +103,7 @@ CREATE TABLE task_scores (
     ci_high DOUBLE NOT NULL,
     n BIGINT NOT NULL,
     rank INTEGER NOT NULL,             -- 1 = best point estimate
-    tied_with_best BOOLEAN NOT NULL,   -- not significantly worse than the best (Holm-corrected)
+    tied_with_best BOOLEAN NOT NULL,   -- not rejected as a best model (step-down max test)
     PRIMARY KEY (model, task)
 );
 
@@ -135,8 +135,20 @@ CREATE TABLE pairwise (
     PRIMARY KEY (task, model_a, model_b)
 );
 
--- Settings the numbers depend on (n_resamples, confidence, seed, biobench version, created_at).
+-- Settings the numbers depend on (n_resamples, confidence, seed, biobench version, created_at), and schema_version:
+-- the version of this file (biobench.aggregate.SCHEMA_VERSION), which readers check.
 CREATE TABLE settings (
     key VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL
+);
+
+-- Problems in the inputs that did not stop aggregation, one row per prediction file concerned (also logged, and
+-- summarised in the `warnings` setting): a task with fewer than 30 evaluation examples (biobench.aggregate
+-- MIN_EXAMPLES) is scored, but its pairwise p-values are set to 1 and every model is tied with the best.
+CREATE TABLE warnings (
+    task VARCHAR NOT NULL,
+    model VARCHAR,
+    train_size INTEGER,
+    predictions_path VARCHAR,
+    message VARCHAR NOT NULL           -- names the task, the model, the file, the problem and the fix
 );

@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from biobench.aggregate import aggregate
+from biobench.aggregate import SCHEMA_VERSION, aggregate
 from biobench.cli import main
 from biobench.stats import simulate
 
@@ -47,7 +47,7 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 def test_scores_lists_overall_and_every_task_with_intervals_and_ties(db, capsys):
     code, out, _ = run(capsys, "scores", "--db", db)
     assert code == 0
-    assert "95% percentile intervals from 300 paired bootstrap resamples" in out
+    assert "95% intervals (percentile, centred on the score) from 300 paired bootstrap resamples" in out
     overall = out.split("\n\n")[1]
     assert overall.startswith(
         "overall: PARTIAL mean over 2 of BioBench's 10 benchmark tasks (kabr, plankton); "
@@ -110,6 +110,67 @@ def test_unknown_names_list_the_known_ones(db, capsys):
 def test_missing_database_says_how_to_make_it(tmp_path, capsys):
     code, _, err = run(capsys, "scores", "--db", tmp_path / "nope.duckdb")
     assert code == 2 and "run `snakemake --cores 8` first" in err
+
+
+def copy_of(db, tmp_path, *statements: str):
+    """A copy of the results database, changed by `statements`."""
+    copy = tmp_path / "biobench.duckdb"
+    shutil.copy(db, copy)
+    with duckdb.connect(str(copy)) as con:
+        for statement in statements:
+            con.execute(statement)
+    return copy
+
+
+def test_a_database_from_an_older_biobench_says_how_to_rebuild_it(db, tmp_path, capsys):
+    older = copy_of(db, tmp_path, "DELETE FROM settings WHERE key = 'schema_version'",
+                    "ALTER TABLE task_scores DROP COLUMN tied_with_best")
+    for command in (["scores"], ["compare", "alpha", "beta"]):
+        code, out, err = run(capsys, *command, "--db", older)
+        assert code == 2 and out == ""
+        assert err == (f"biobench: {older} was written by an older biobench (without a schema version; this biobench "
+                       f"reads schema {SCHEMA_VERSION}); re-run `snakemake --cores 8` to rebuild it (with `--forcerun "
+                       "aggregate` if snakemake has nothing to do)\n")
+
+
+def test_an_empty_settings_table_counts_as_an_older_biobench(db, tmp_path, capsys):
+    code, _, err = run(capsys, "scores", "--db", copy_of(db, tmp_path, "DELETE FROM settings"))
+    assert code == 2 and "was written by an older biobench (without a schema version" in err
+
+
+def test_a_database_from_a_newer_biobench_says_so(db, tmp_path, capsys):
+    newer = copy_of(db, tmp_path, f"UPDATE settings SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'")
+    code, _, err = run(capsys, "scores", "--db", newer)
+    assert code == 2
+    assert (f"written by a newer biobench (results schema {SCHEMA_VERSION + 1}; this biobench reads schema "
+            f"{SCHEMA_VERSION}): upgrade biobench, or re-run `snakemake --cores 8`") in err
+
+
+def test_a_missing_column_names_the_problem_instead_of_a_traceback(db, tmp_path, capsys):
+    changed = copy_of(db, tmp_path, "ALTER TABLE task_scores DROP COLUMN tied_with_best")
+    code, _, err = run(capsys, "scores", "--db", changed)
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith(f"biobench: {changed} does not hold the tables this biobench reads (Binder Error: ")
+    assert "tied_with_best" in err and err.rstrip().endswith("if snakemake has nothing to do)")
+
+
+def test_a_foreign_duckdb_database_is_not_taken_for_results(tmp_path, capsys):
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    code, _, err = run(capsys, "scores", "--db", other)
+    assert code == 2 and f"{other} is a DuckDB database but not biobench's results (it has no settings table)" in err
+
+
+@pytest.mark.parametrize("content", [b"", b"PAR1 not a database at all" * 1000])
+def test_a_file_that_is_not_duckdb_says_so(tmp_path, capsys, content):
+    other = tmp_path / "results.duckdb"
+    other.write_bytes(content)
+    code, _, err = run(capsys, "compare", "alpha", "beta", "--db", other)
+    assert code == 2
+    assert err == (f"biobench: {other} is not a DuckDB database (it is not a DuckDB database file): pass --db the "
+                   f"results database that `snakemake` writes, or delete {other} and run `snakemake --cores 8` to "
+                   "rebuild it\n")
 
 
 def test_console_script_is_installed():

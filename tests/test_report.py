@@ -215,3 +215,25 @@ def test_database_without_the_schema_names_the_fix(tmp_path):
     with pytest.raises(BiobenchError, match="lacks table.*re-run the aggregate step"):
         build_report(db, tmp_path / "out")
     assert not (tmp_path / "out" / INDEX_FILE).exists()
+
+
+MARKUP_PAYLOADS = ("<!--<script>", "</script><script>alert(1)</script>", "<!--", "-->", "a\u2028b\u2029c", "&amp; <b>")
+
+
+@pytest.mark.parametrize("payload", MARKUP_PAYLOADS)
+def test_script_json_parses_back_and_has_no_markup_characters(payload):
+    import json
+
+    from biobench.report.page import script_json
+
+    value = {"label": payload, payload: [payload, 1.5, None, {"nested": payload}]}
+    text = script_json(value)
+    assert json.loads(text) == value
+    assert not set("<>&\u2028\u2029") & set(text)
+
+
+def test_the_embedded_vega_bundle_cannot_end_its_script_element_early():
+    from biobench.report.page import vega_bundle
+
+    bundle = vega_bundle().lower()
+    assert "</script" not in bundle and "<!--" not in bundle and "<script" not in bundle

@@ -6,6 +6,7 @@ Without Chromium these tests fail (they never skip): the error says how to insta
 from __future__ import annotations
 
 import dataclasses
+import html
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,7 +17,7 @@ from PIL import Image
 
 from biobench.report import FIGURE_FILES, INDEX_FILE, build_report
 from browser import PageLoad, open_page
-from fixtures_results import write_results_db
+from fixtures_results import GIT_COMMIT, write_results_db
 
 pytestmark = pytest.mark.browser
 
@@ -162,3 +163,39 @@ def test_score_against_training_size_renders_from_real_aggregation(tmp_path):
     assert page_problems(page, expected, leaderboard_rows=2) == []
     assert "Score against training size" in page.dom
     assert "partial mean over 1 of BioBench" in page.dom  # kabr alone: a partial overall mean, named as such
+
+
+HOSTILE_MODELS = {"<!--<script>": 0.78, "</script><script>alert(1)</script>": 0.72, "pixels -->": 0.41}
+HOSTILE_TASKS = ("plankton <!--", "kabr \u2028-->", "imagenet1k")
+HOSTILE_LABELS = ("<!--<script>", "</script><script>alert(1)</script>", "<!--", "-->", "line\u2028separator")
+
+
+def hostile_report(root: Path) -> Path:
+    """Model, task, label and setting names that are markup, in every place the report shows them."""
+    import duckdb
+
+    db = write_results_db(root / "biobench.duckdb", root / "images", models=HOSTILE_MODELS, tasks=HOSTILE_TASKS,
+                          train_sizes={HOSTILE_TASKS[1]: (10, 100, 0)})
+    with duckdb.connect(str(db)) as con:
+        for y, label in enumerate(HOSTILE_LABELS):
+            con.execute("UPDATE labels SET label = ? WHERE y = ?", [label, y])
+        con.execute("INSERT INTO settings VALUES ('note', '<!--<script>')")
+    build_report(db, root / "reports")
+    return root / "reports"
+
+
+def test_names_that_are_markup_leave_the_browser_and_the_footer_working(tmp_path):
+    from xml.etree import ElementTree
+
+    reports = hostile_report(tmp_path)
+    svg = ElementTree.parse(reports / FIGURE_FILES["task_scores"])
+    assert "</script><script>alert(1)</script>" in "".join(svg.getroot().itertext())
+    page = open_page(reports / INDEX_FILE, tmp_path / "hostile.png")
+    assert page_problems(page, CHARTS, leaderboard_rows=3, thumbnails=True) == []
+    assert "<script>alert(1)</script>" not in page.dom  # no element was injected
+    footer = page.dom[page.dom.index("<footer>"):]
+    assert "Provenance" in footer and GIT_COMMIT in footer and "&lt;!--&lt;script&gt;" in footer
+    summary = page.dom[page.dom.index('id="ex-summary"'):page.dom.index('id="ex-grid"')]
+    assert "&lt;!--&lt;script&gt;</b> is right and <b>&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;</b>" \
+        in summary  # the browser's script ran on the parsed data: names as text, in the summary it wrote
+    assert any(f"✓ {html.escape(label, quote=False)}" in page.dom for label in HOSTILE_LABELS)

@@ -59,3 +59,21 @@ def test_missing_images_stop_the_manifest(iwildcam_data, tmp_path):
 
     with pytest.raises(DatasetCorruptError, match="18 file.* missing.*snakemake prepare"):
         write_manifest("iwildcam", {}, iwildcam_data, tmp_path / "m.parquet")
+
+
+def test_source_has_fallback_locations_and_a_mirror_replaces_them(tmp_path):
+    from biobench.tasks.iwildcam import ARCHIVE
+
+    assert len(ARCHIVE.locations) >= 2 and ARCHIVE.locations[0].startswith("https://worksheets.codalab.org/")
+    assert ARCHIVE.located(str(tmp_path)).locations == ((tmp_path / "iwildcam_v2.0.tar.gz").as_uri(),)
+
+
+def test_archive_is_recorded_and_a_different_one_later_refused(tmp_path):
+    build_iwildcam(tmp_path / "source")
+    task.download(task.Options(mirror=str(tmp_path / "source")), tmp_path / "data")
+    assert "iwildcam_v2.0.tar.gz" in (tmp_path / "data.recorded-sha256.json").read_text()
+    shutil.rmtree(tmp_path / "data")
+    archive = tmp_path / "source/iwildcam_v2.0.tar.gz"
+    archive.write_bytes(archive.read_bytes() + b"\0" * 512)
+    with pytest.raises(DatasetCorruptError, match=r"sha256 is [0-9a-f]{64}, expected [0-9a-f]{64} as recorded"):
+        task.download(task.Options(mirror=str(tmp_path / "source")), tmp_path / "data")

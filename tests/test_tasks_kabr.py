@@ -106,3 +106,27 @@ def test_annotation_with_wrong_columns(kabr_data):
     pd.read_csv(path, sep=" ").rename(columns={"labels": "label"}).to_csv(path, sep=" ", index=False)
     with pytest.raises(DatasetCorruptError, match="lacks the columns"):
         task.build_manifest(task.Options(), kabr_data)
+
+
+def test_annotation_cut_short_is_refused_before_it_is_recorded(kabr_source, tmp_path):
+    csv = kabr_source / "annotation/train.csv"
+    text = csv.read_text()
+    csv.write_text(text[: text.index("\n", len(text) // 2) + 12])  # ends in the middle of a row
+    with pytest.raises(DatasetCorruptError, match=r"data/annotation/train.csv \(downloaded from file://.*train.csv\): "
+                                                  r"line \d+ has \d fields, expected 5; the file is incomplete"):
+        task.download(task.Options(mirror=str(kabr_source)), tmp_path / "data")
+    assert not (tmp_path / "data/annotation/train.csv").exists()
+    assert "annotation/train.csv" not in (tmp_path / "data.recorded-sha256.json").read_text()
+
+
+def test_annotations_and_md5_files_are_recorded_beside_the_data_folder(kabr_data, kabr_source, tmp_path):
+    import json
+    import shutil
+
+    recorded = json.loads((tmp_path / "data.recorded-sha256.json").read_text())
+    assert set(recorded) == {"annotation/classes.json", "annotation/train.csv", "annotation/val.csv",
+                             *(f"dataset/image/{s}_md5.txt" for s in ("giraffes", "zebras_grevys", "zebras_plains"))}
+    shutil.rmtree(kabr_data)
+    (kabr_source / "annotation/classes.json").write_text('{"Walk": 0}')
+    with pytest.raises(DatasetCorruptError, match="annotation/classes.json.*as recorded in"):
+        task.download(task.Options(mirror=str(kabr_source)), kabr_data)

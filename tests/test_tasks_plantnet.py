@@ -71,3 +71,24 @@ def test_missing_split_folder_is_named(plantnet_source, tmp_path):
     (tmp_path / "plantnet_300K/images/train/1355868").mkdir(parents=True)
     with pytest.raises(DatasetMissingError, match=r"lacks images/val/<species>/.*snakemake prepare"):
         task.build_manifest(task.Options(), tmp_path)
+
+
+def test_md5_in_the_record_must_stay_the_one_first_read(plantnet_source, tmp_path):
+    import shutil
+
+    task.download(task.Options(mirror=str(plantnet_source)), tmp_path / "data")
+    recorded = json.loads((tmp_path / "data.recorded-sha256.json").read_text())
+    assert set(recorded) == {"plantnet_300K.zip"}  # the record's JSON itself changes over time: not pinned
+    shutil.rmtree(tmp_path / "data")
+    build_plantnet(plantnet_source, {"train": 2, "val": 1, "test": 1})  # another archive, and a record naming it
+    with pytest.raises(DatasetCorruptError, match=r"the MD5 that .*zenodo-5645731.json gives for plantnet_300K.zip: "
+                                                  r"md5 is [0-9a-f]{32}, expected [0-9a-f]{32} as recorded in"):
+        task.download(task.Options(mirror=str(plantnet_source)), tmp_path / "data")
+    assert not (tmp_path / "data/downloads/zenodo-5645731.json").exists()
+
+
+def test_truncated_record_is_named_as_such(plantnet_source, tmp_path):
+    record = plantnet_source / "zenodo-5645731.json"
+    record.write_text(record.read_text()[:40])
+    with pytest.raises(DatasetCorruptError, match=r"not complete JSON.*ended early.*run the download again"):
+        task.download(task.Options(mirror=str(plantnet_source)), tmp_path / "data")

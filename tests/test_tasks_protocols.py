@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from biobench import keys
-from biobench.config import task_options
+from biobench.options import task_options
 from biobench.errors import ConfigError
 from biobench.tasks import TASKS
 from biobench.tasks.base import BENCHMARK_TASKS, PRIOR_WORK_TASKS, limit_per_split

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import time
 from typing import Any, ClassVar
 
@@ -93,8 +94,12 @@ def bind_params(name: str, params_cls: type, given: dict[str, Any]) -> Any:
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         listing = ", ".join(f"{k}={v!r}" for k, v in accepted.items())
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ClassifierParamsError(
-            f"classifier {name!r} has no parameter(s) {', '.join(map(repr, unknown))}; it accepts (with defaults): "
+            f"classifier {name!r} has no parameter(s) {', '.join(hints)}; it accepts (with defaults): "
             f"{listing}, plus seed, device and metric. Fix the classifier's params in config.yaml."
         )
     return params_cls(**given)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from biobench.classifiers.base import CLASSIFIERS, Classifier, check_metric, require_positive
+from biobench.classifiers.base import CLASSIFIERS, Classifier, check_metric, is_number, require_positive
 from biobench.errors import ConfigError
 
 KERNELS = ("rbf", "linear", "sigmoid", "poly")
@@ -45,11 +45,15 @@ class SVMParams:
             raise ConfigError(f"{where}: n_iter must be >= 0 (0 = no search), got {self.n_iter}")
         if self.folds < 2:
             raise ConfigError(f"{where}: folds must be >= 2, got {self.folds}")
+        if self.min_train < 0:
+            raise ConfigError(f"{where}: min_train must be >= 0 (0 = always search), got {self.min_train}")
+        if not isinstance(self.center_normalize, bool):
+            raise ConfigError(f"{where}: center_normalize must be true or false, got {self.center_normalize!r}")
         require_positive("n_jobs", self.n_jobs, where)
         for name in ("C", "gamma"):
             bounds = getattr(self, name)
             if (not isinstance(bounds, (list, tuple)) or len(bounds) != 2
-                    or not all(isinstance(b, (int, float)) and math.isfinite(b) and b > 0 for b in bounds)
+                    or not all(is_number(b) and math.isfinite(b) and b > 0 for b in bounds)
                     or bounds[0] > bounds[1]):
                 raise ConfigError(f"{where}: {name} must be [low, high] with 0 < low <= high, got {bounds!r}")
             object.__setattr__(self, name, (float(bounds[0]), float(bounds[1])))

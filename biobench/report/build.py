@@ -13,6 +13,10 @@ from biobench.report.charts import ChartFigure
 from biobench.report.data import Results, connect, load_results
 from biobench.report.examples import browser_data, browser_html
 from biobench.report.page import Section, figure_page, index_page, vl_version
+
+COVERS = ("Intervals cover test-set sampling only (training set and model fixed): the metric's expected value on test "
+          "sets of this size drawn like this one. For macro-F1 over many rare classes that is macro-F1 of a test set "
+          "of this size; the population value may be higher (README, Interval coverage).")
 from biobench.report.tables import compute_table_html, leaderboard_html
 
 # Figure name -> file under out_dir. Fixed names, whatever the data: the workflow declares them as outputs.
@@ -57,7 +61,23 @@ def build_report(db_path: Path, out_dir: Path) -> dict[str, Path]:
 
 def _svg(figure: ChartFigure) -> str:
     chart = figure.chart if figure.chart is not None else charts.notice(figure.empty_reason or "No data.")
-    return vl_convert.vegalite_to_svg(chart.to_json(), vl_version=vl_version())
+    return vl_convert.vegalite_to_svg(_spec(chart), vl_version=vl_version())
+
+
+def _spec(chart) -> dict:
+    """The chart's Vega-Lite spec. Vega-Lite turns sort orders into expressions holding the names as string
+    literals, which Vega's expression parser rejects if they contain U+2028 or U+2029: those become spaces here."""
+    return _no_line_separators(chart.to_dict())
+
+
+def _no_line_separators(value):
+    if isinstance(value, str):
+        return value.replace("\u2028", " ").replace("\u2029", " ")
+    if isinstance(value, dict):
+        return {_no_line_separators(k): _no_line_separators(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_line_separators(v) for v in value]
+    return value
 
 
 def _sections(r: Results, figures: dict[str, ChartFigure], examples_html: str, cap: int) -> list[Section]:
@@ -65,18 +85,20 @@ def _sections(r: Results, figures: dict[str, ChartFigure], examples_html: str, c
     resamples = escape(r.settings.get("n_resamples", "?"))
     how = {
         "leaderboard": (
-            f"Each task's score is its metric on all test examples; below it, the {conf} percentile interval over "
-            f"{resamples} paired bootstrap resamples of the test examples (the same resamples for every model). "
+            f"Each task's score is its metric on all test examples; below it, the {conf} interval (percentile interval "
+            f"centred on the score) over {resamples} paired bootstrap resamples of the test examples (the same "
+            "resamples for every model). " + COVERS + " "
             "Overall = unweighted mean of the scores of BioBench's benchmark tasks in this run (prior-work tasks "
             "such as NeWT, iNat21 and ImageNet-1K are shown but not averaged; a run with only some of the "
             "benchmark tasks gets a partial mean, marked as such); its interval resamples each task "
             "independently and averages. Shaded cells are not significantly worse than the best "
-            "(paired bootstrap tests, Holm-corrected). A task fitted at several training sizes shows its largest."
+            "(a step-down max test on the paired resamples: family-wise error at most 1 − confidence, however "
+            "many models). A task fitted at several training sizes shows its largest."
         ),
         "task_scores": (
-            f"Dot = score on the test set; whisker = {conf} paired-bootstrap percentile interval "
-            f"({resamples} resamples). Teal = best or tied with the best (Holm-corrected), grey = significantly "
-            "below the best."
+            f"Dot = score on the test set; whisker = {conf} paired-bootstrap interval, centred on the score "
+            f"({resamples} resamples). Teal = best or tied with the best (step-down max test), grey = significantly "
+            "below the best. " + COVERS
         ),
         "pairwise": (
             "Cell (row A, column B) = score(A) − score(B), overall and per task. Coloured when the two-sided "
@@ -86,7 +108,7 @@ def _sections(r: Results, figures: dict[str, ChartFigure], examples_html: str, c
         "train_sizes": (
             "Score against the number of training examples the probe was fitted on (tasks.<task>.n_train: a "
             "seeded, class-balanced subsample of the training split; smaller sizes are subsets of larger ones). "
-            f"The evaluation split is always whole. Whiskers: {conf} percentile intervals over {resamples} "
+            f"The evaluation split is always whole. Whiskers: {conf} centred intervals over {resamples} "
             "bootstrap resamples of the test examples, the same resamples for every model and size. The "
             "classifier is not refitted on resamples, so the whiskers leave out the variation of drawing another "
             "training subsample."
@@ -127,7 +149,7 @@ def _sections(r: Results, figures: dict[str, ChartFigure], examples_html: str, c
             title=titles[name],
             how=how[name],
             body=bodies[name],
-            spec=figures[name].chart.to_dict() if name in figures and figures[name].chart is not None else None,
+            spec=_spec(figures[name].chart) if name in figures and figures[name].chart is not None else None,
         )
         for name in FIGURE_FILES
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from html import escape
 
 import altair as alt
@@ -201,15 +202,21 @@ def provenance_html(r: Results, db_name: str) -> str:
     return f"<strong>Provenance</strong><dl>{items}</dl>"
 
 
+# Outside strings JSON has none of these characters; inside, the escapes mean the same. Without `<` the HTML parser
+# meets no `</script` or `<!--` (which would end the element early or swallow the rest of the page); U+2028/9 are
+# line breaks to older JavaScript.
+_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
 def script_json(value: object) -> str:
-    """JSON that is safe inside a <script> element."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    """JSON that is safe inside a <script> element: no `<`, `>` or `&` in it at all."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
 
 
 @functools.cache
 def vega_bundle() -> str:
     """Vega, Vega-Lite and vega-embed as one script, from vl-convert (no CDN)."""
-    return vl_convert.javascript_bundle(vl_version=vl_version()).replace("</script", "<\\/script")
+    return re.sub(r"</(script)", r"<\\/\1", vl_convert.javascript_bundle(vl_version=vl_version()), flags=re.I)
 
 
 def vl_version() -> str:

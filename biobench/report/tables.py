@@ -21,8 +21,8 @@ def leaderboard_html(r: Results) -> str:
 </table>
 </div>
 {_partial_note(r)}<p class="legend"><span class="swatch best"></span> best or tied with the best (not significantly worse,
-Holm-corrected) · <b>★</b> best point estimate · scores in {escape(fmt.unit or "metric units")} with {conf}
-paired-bootstrap interval below · — no score.</p>
+step-down max test over all models) · <b>★</b> best point estimate · scores in
+{escape(fmt.unit or "metric units")} with {conf} paired-bootstrap interval below · — no score.</p>
 """
 
 

@@ -17,18 +17,33 @@ accuracy
     A = sum_i w_i [p_i = y_i] / sum_i w_i.
     Pooled over every row of the task (NeWT: all of its binary sub-tasks' test rows together).
 
+Class sets. The classes that a macro average runs over are fixed per task, before any resampling: one set C for
+the point estimate, every resample and every model, so the resamples vary the examples and nothing else.
+    C = the labels that occur in the evaluation split's truth y (`Sample.classes`, the classes with T_c > 0 at w = 1).
+A class absent from a resample (T_c = 0 there) stays in the mean; with 0/0 := 0 it contributes 0 (it has no true
+examples to recall). At the point estimate every c in C has T_c >= 1, so 0/0 never occurs there. A prediction of a
+label outside C is a wrong prediction: it lowers the recall of its example's true class and is no class's true or
+false positive of its own.
+
 macro_f1
-    F1_c = 2 TP_c / (T_c + P_c)   (= 2TP / (2TP + FP + FN)),
-    MF1  = mean of F1_c over the classes present in the sample, C = {c : T_c + P_c > 0},
-    i.e. the classes that occur as a true or a predicted label among the examples with w_i > 0. A class that occurs
-    in the test set but in neither role in a resample has no defined F1 (0/0) and is left out of that resample's
-    mean; a class that is only predicted (T_c = 0 < P_c) or only true (P_c = 0 < T_c) counts with F1_c = 0. This is
-    scikit-learn's `f1_score(y_true, y_pred, average="macro")` applied to the sample (its default label set is
-    the union of the labels present in y_true and y_pred), so anyone can recompute every number with it.
+    F1_c = 2 TP_c / (T_c + P_c)   (= 2TP / (2TP + FP + FN)),  0 when T_c + P_c = 0,
+    MF1  = (1/|C|) sum_{c in C} F1_c.
+    On any weighted sample this is scikit-learn's `f1_score(y_true, y_pred, labels=C, average="macro",
+    zero_division=0)` applied to the rows repeated w_i times; at the point estimate it is also
+    `f1_score(y, y_pred, labels=np.unique(y), average="macro")`.
+
+macro_f1_label_ids (the original BioBench's macro-F1, to reproduce its published numbers)
+    The same F1_c, averaged over the label ids 0..L_m-1 of the task's label encoding, L_m = 1 + the largest label
+    id that occurs in the test set's truth or in model m's predictions (on every example, w = 1; negative
+    predictions, if any, are wrong predictions of no class). Ids that occur nowhere count as F1 = 0. The set is
+    fixed per model for all of its resamples. At the point estimate: `f1_score(y, y_pred, labels=np.arange(L_m),
+    average="macro", zero_division=0)`, which is the original's `reporting.macro_f1`. (Its bootstrap recomputed L from
+    each resample, which differs only in resamples that lose every example of the largest id.)
 
 balanced_accuracy
-    BA = mean of TP_c / T_c over the classes with T_c > 0 (the true classes present in the sample); classes that
-    are only predicted do not enter. This is scikit-learn's `balanced_accuracy_score(y_true, y_pred)`.
+    BA = (1/|C|) sum_{c in C} TP_c / T_c,  0 when T_c = 0 (a class of C absent from a resample).
+    On any weighted sample this is `recall_score(y_true, y_pred, labels=C, average="macro", zero_division=0)`; at the
+    point estimate it is `balanced_accuracy_score(y, y_pred)` (the original BioBench's macro accuracy).
 
 mean_score
     S = sum_i w_i s_i / sum_i w_i, the weighted mean of the per-example `score` column (for tasks whose per-example
@@ -37,7 +52,8 @@ mean_score
 Task-specific metrics (the hook): register a function with the `metric(weights, sample)` signature under a new
 name, `@METRICS.register("my_metric")`, or wrap a plain `fn(y_true, y_pred) -> float` with `per_sample_metric(fn)`:
 it expands each column of integer weights into the resampled rows and calls `fn` once per model and resample
-(simple and exact, but slow for large tasks). `fn` must not depend on row order.
+(simple and exact, but slow for large tasks). `fn` must not depend on row order, and chooses its own class set (a
+macro average should pass `labels=` fixed per task, as above, or its class set changes from resample to resample).
 
 Counts are accumulated in float32 (weights are small integers), which is exact while n < 2**24.
 """
@@ -79,11 +95,17 @@ class Sample:
         return self.y_true.shape[0]
 
     @functools.cached_property
+    def classes(self) -> Int[np.ndarray, " k"]:
+        """C: the labels that occur in y_true, sorted (the class set of every macro average on this sample)."""
+        return np.unique(self.y_true)
+
+    @functools.cached_property
     def class_codes(self) -> tuple[Int[np.ndarray, " n"], Int[np.ndarray, "m n"], int]:
-        """Labels renumbered 0..K-1 over every label that occurs (true or predicted, any model)."""
-        values, codes = np.unique(np.concatenate([self.y_true, self.y_pred.ravel()]), return_inverse=True)
-        n = self.n_examples
-        return codes[:n], codes[n:].reshape(self.y_pred.shape), len(values)
+        """Labels as positions in `classes`: y_true -> 0..K-1, y_pred -> 0..K-1, or -1 for a label outside C."""
+        true_codes = np.searchsorted(self.classes, self.y_true)
+        position = np.minimum(np.searchsorted(self.classes, self.y_pred), len(self.classes) - 1)
+        pred_codes = np.where(self.classes[position] == self.y_pred, position, -1)
+        return true_codes, pred_codes, len(self.classes)
 
     @functools.cached_property
     def correct(self) -> np.ndarray:
@@ -125,11 +147,6 @@ def weighted_counts(weights: np.ndarray, codes: Int[np.ndarray, " n"], n_codes: 
     return counts[0]
 
 
-def _mean_over_present(values: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Mean of values over the classes (axis -2) where present (values are 0 where not present)."""
-    return values.sum(axis=-2) / present.sum(axis=-2)
-
-
 @METRICS.register("accuracy")
 @jaxtyped(typechecker=beartype)
 def accuracy(weights: Float32[np.ndarray, "n b"], sample: Sample) -> Float64[np.ndarray, "b m"]:
@@ -150,20 +167,35 @@ def mean_score(weights: Float32[np.ndarray, "n b"], sample: Sample) -> Float64[n
     return out
 
 
+def _macro_f1(weights: np.ndarray, sample: Sample, true_codes: np.ndarray, pred_codes: np.ndarray, n_codes: int,
+              n_classes: np.ndarray) -> np.ndarray:
+    """Sum of F1_c over the codes 0..n_codes-1 (0/0 := 0), divided by each model's number of classes."""
+    true_counts = weighted_counts(weights, true_codes, n_codes)
+    out = np.empty((weights.shape[1], sample.n_models))
+    # One pass counts both: code 2c + 1 = predicted c and right, 2c = predicted c and wrong.
+    for models, counts in grouped_counts(weights, 2 * pred_codes + sample.correct, 2 * n_codes):
+        true_positives = counts[:, 1::2]
+        denominator = true_counts + counts[:, 0::2] + true_positives  # T_c + P_c
+        f1 = np.divide(2 * true_positives, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+        out[:, models] = f1.sum(axis=1).T / n_classes[models]
+    return out
+
+
 @METRICS.register("macro_f1")
 @jaxtyped(typechecker=beartype)
 def macro_f1(weights: Float32[np.ndarray, "n b"], sample: Sample) -> Float64[np.ndarray, "b m"]:
     true_codes, pred_codes, n_classes = sample.class_codes
-    true_counts = weighted_counts(weights, true_codes, n_classes)
-    out = np.empty((weights.shape[1], sample.n_models))
-    # One pass counts both: code 2c + 1 = predicted c and right, 2c = predicted c and wrong.
-    for models, counts in grouped_counts(weights, 2 * pred_codes + sample.correct, 2 * n_classes):
-        true_positives = counts[:, 1::2]
-        denominator = true_counts + counts[:, 0::2] + true_positives  # T_c + P_c
-        present = denominator > 0
-        f1 = np.divide(2 * true_positives, denominator, out=np.zeros_like(denominator), where=present)
-        out[:, models] = _mean_over_present(f1, present).T
-    return out
+    return _macro_f1(weights, sample, true_codes, pred_codes, n_classes, np.full(sample.n_models, n_classes))
+
+
+@METRICS.register("macro_f1_label_ids")
+@jaxtyped(typechecker=beartype)
+def macro_f1_label_ids(weights: Float32[np.ndarray, "n b"], sample: Sample) -> Float64[np.ndarray, "b m"]:
+    if sample.y_true.min() < 0:
+        raise ValueError("macro_f1_label_ids needs label ids >= 0 in the truth")
+    n_ids = 1 + np.maximum(sample.y_true.max(), sample.y_pred.max(axis=1))  # L_m
+    pred_codes = np.where(sample.y_pred >= 0, sample.y_pred, -1)
+    return _macro_f1(weights, sample, sample.y_true, pred_codes, int(n_ids.max()), n_ids)
 
 
 @METRICS.register("balanced_accuracy")
@@ -171,12 +203,22 @@ def macro_f1(weights: Float32[np.ndarray, "n b"], sample: Sample) -> Float64[np.
 def balanced_accuracy(weights: Float32[np.ndarray, "n b"], sample: Sample) -> Float64[np.ndarray, "b m"]:
     true_codes, _, n_classes = sample.class_codes
     true_counts = weighted_counts(weights, true_codes, n_classes)
-    present = true_counts > 0
     out = np.empty((weights.shape[1], sample.n_models))
     for models, true_positives in grouped_counts(weights, np.where(sample.correct, true_codes, -1), n_classes):
-        recall = np.divide(true_positives, true_counts, out=np.zeros_like(true_positives), where=present)
-        out[:, models] = _mean_over_present(recall, present).T
+        recall = np.divide(true_positives, true_counts, out=np.zeros_like(true_positives), where=true_counts > 0)
+        out[:, models] = recall.mean(axis=1).T
     return out
+
+
+MACRO_F1_CLASSES = {"eval_truth": "macro_f1", "label_ids": "macro_f1_label_ids"}
+
+
+def scoring_metric(metric: str, macro_f1_classes: str = "eval_truth") -> str:
+    """The registered metric that scores a task whose metric is `metric` under the `macro_f1_classes` setting:
+    "eval_truth" (default, the classes of the evaluation split's truth) or "label_ids" (the original BioBench's)."""
+    if macro_f1_classes not in MACRO_F1_CLASSES:
+        raise ValueError(f"macro_f1_classes must be one of {sorted(MACRO_F1_CLASSES)}, got {macro_f1_classes!r}")
+    return MACRO_F1_CLASSES[macro_f1_classes] if metric == "macro_f1" else metric
 
 
 def per_sample_metric(fn: Callable[[np.ndarray, np.ndarray], float]) -> Metric:

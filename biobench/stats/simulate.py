@@ -50,8 +50,9 @@ class Classifier:
         return float(self.joint_diagonal.sum())
 
     def population_macro_f1(self) -> float:
+        """Mean over the classes with prior > 0 of 2 P(y = c, pred = c) / (P(y = c) + P(pred = c))."""
+        present = self.prior > 0
         denominator = self.prior + self.predicted_marginal
-        present = denominator > 0
         return float(np.mean(2 * self.joint_diagonal[present] / denominator[present]))
 
     def population_balanced_accuracy(self) -> float:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from biobench.download import pip_download
 from biobench.errors import DatasetCorruptError, DatasetMissingError
-from biobench.tasks.base import TASKS, Task, TaskOptions
+from biobench.tasks.base import TASKS, Task, TaskOptions, require_at_least
 
 WHEEL = "animal_mnist-0.4-py3-none-any.whl"
 WHEEL_SHA256 = "aeebf3d9de4552d6fd2d5701424e1a5b9020f8e5115d68df9db252f2f53ce2ce"
@@ -38,6 +38,11 @@ CLASSES = ("Bear", "Bird", "Cat", "Cow", "Dog", "Elephant", "Giraffe", "Horse", 
 class AnimalsOptions(TaskOptions):
     train_size: int = 2000
     test_size: int = 1000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("train_size", "test_size"):  # the split is stratified: at least one image of each class
+            require_at_least(self, name, len(CLASSES), " (images; at least one per class)")
 
 
 @TASKS.register("animals")

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from biobench.errors import DatasetMissingError
+from biobench.errors import ConfigError, DatasetMissingError
 from biobench.registry import Registry
 
 MANIFEST_COLUMNS = ("example_id", "split", "label", "label_name", "path", "group")
@@ -32,6 +32,9 @@ class TaskOptions:
     # (biobench/classifiers/few_shot.py); a list runs one fit per size. The evaluation split is always whole.
     n_train: tuple[int, ...] = (0,)
 
+    def __post_init__(self) -> None:
+        require_at_least(self, "seed", 0)
+
 
 @dataclass(frozen=True)
 class SourceOptions(TaskOptions):
@@ -39,6 +42,17 @@ class SourceOptions(TaskOptions):
 
     mirror: str = ""  # a folder or URL holding the source's files under their published names; "" = the source
     max_per_split: int = 0  # 0 = every example; else at most this many per split, drawn seeded and label-stratified
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, "max_per_split", 0, " (0 = every example)")
+
+
+def require_at_least(options: TaskOptions, name: str, minimum: int, meaning: str = "") -> None:
+    """ConfigError naming the option (options.task_options adds the task) when it is below `minimum`."""
+    value = getattr(options, name)
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}{meaning}, got {value!r}")
 
 
 LOCATION_OPTIONS = ("datadir", "mirror")  # where the data comes from, not what it is: not part of the dataset key

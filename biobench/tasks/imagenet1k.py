@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from biobench.download import Remote, fetch_and_extract
+from biobench.download import Recorded, Remote, fetch_and_extract
 from biobench.errors import DatasetCorruptError, DatasetMissingError
 from biobench.tasks.base import TASKS, SourceOptions, Task, data_missing, limit_per_split
 
@@ -59,7 +59,7 @@ class ImageNet1K(Task):
         for split, names in HF_ARCHIVES.items():
             for name in names:
                 fetch_and_extract(Remote(f"{HF_DATA_URL}/{name}", name).located(options.mirror), dest / "downloads",
-                                  dest / split)
+                                  dest / split, Recorded.beside(dest))
 
     def build_manifest(self, options: SourceOptions, data_dir: Path) -> pd.DataFrame:
         root = next((data_dir / r for r in IMAGE_ROOTS if (data_dir / r / "train").is_dir()), None)

@@ -1,8 +1,11 @@
 """iWildCam 2020 as packaged by WILDS (Beery et al. 2020; Koh et al., ICML 2021): camera-trap photos labelled by
 animal species, from a few hundred camera locations; the test split holds locations never seen in training.
 
-Source: the WILDS v2.0 archive on CodaLab (the URL the `wilds` package uses; about 12 GB, no checksum is
-published, so integrity rests on the gzip checksum verified while unpacking). Layout: `iwildcam_v2.0/metadata.csv`
+Source: the WILDS v2.0 archive on CodaLab (the URL the `wilds` package uses; about 12 GB), which has failed since
+2025 (WILDS issues #171, #174, #175); then the same bundle over plain HTTP, as the `wilds` package falls back to.
+Set `mirror:` to a folder or URL holding `iwildcam_v2.0.tar.gz` to fetch it elsewhere. No checksum is published: the
+sha256 of the first copy downloaded is recorded and later copies must match it, and the gzip checksum is verified
+while unpacking. Layout: `iwildcam_v2.0/metadata.csv`
 (columns include split, y, filename), `iwildcam_v2.0/categories.csv` (y, category_id, name), and every image in
 `iwildcam_v2.0/train/<filename>`.
 
@@ -17,12 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from biobench.download import Remote, fetch_and_extract
+from biobench.download import Recorded, Remote, fetch_and_extract
 from biobench.errors import DatasetCorruptError
 from biobench.tasks.base import TASKS, SourceOptions, Task, limit_per_split, require_paths
 
-ARCHIVE = Remote("https://worksheets.codalab.org/rest/bundles/0x6313da2b204647e79a14b468131fcd64/contents/blob/",
-                 "iwildcam_v2.0.tar.gz")
+ARCHIVE = Remote(
+    "https://worksheets.codalab.org/rest/bundles/0x6313da2b204647e79a14b468131fcd64/contents/blob/",
+    "iwildcam_v2.0.tar.gz",
+    fallbacks=("http://worksheets.codalab.org/rest/bundles/0x6313da2b204647e79a14b468131fcd64/contents/blob/",),
+)
 TOP = "iwildcam_v2.0"
 
 
@@ -38,7 +44,7 @@ class IWildCam(Task):
     classifier = "logreg"
 
     def download(self, options: SourceOptions, dest: Path) -> None:
-        fetch_and_extract(ARCHIVE.located(options.mirror), dest / "downloads", dest / TOP)
+        fetch_and_extract(ARCHIVE.located(options.mirror), dest / "downloads", dest / TOP, Recorded.beside(dest))
 
     def build_manifest(self, options: SourceOptions, data_dir: Path) -> pd.DataFrame:
         root = data_dir / TOP if (data_dir / TOP).is_dir() else data_dir  # a WILDS root_dir, or the dataset itself

@@ -21,15 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from biobench.download import Remote, extract, fetch, verify_checksum
-from biobench.errors import ConfigError, DatasetCorruptError
-from biobench.tasks.base import TASKS, SourceOptions, Task, limit_per_split, require_paths
+from biobench.download import Recorded, Remote, extract, fetch, verify_checksum
+from biobench.errors import DatasetCorruptError
+from biobench.tasks.base import TASKS, SourceOptions, Task, limit_per_split, require_at_least, require_paths
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,9 @@ class KABROptions(SourceOptions):
     stride: int = 5  # frames between two sampled frames (shrunk for short clips)
 
     def __post_init__(self) -> None:
-        for name in ("frames", "stride"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"config.yaml: tasks.kabr.{name} must be >= 1, got {getattr(self, name)}")
+        super().__post_init__()
+        require_at_least(self, "frames", 1)
+        require_at_least(self, "stride", 1)
 
 
 def part_names(species: str) -> list[str]:
@@ -72,20 +73,22 @@ class KABR(Task):
     frame_pooling = "max"
 
     def download(self, options: KABROptions, dest: Path) -> None:
+        recorded = Recorded.beside(dest)  # the annotations and MD5 files have no published checksum
         for name in ANNOTATIONS:
-            fetch(Remote(f"{BASE_URL}/{name}", name).located(options.mirror), dest / name)
+            fetch(Remote(f"{BASE_URL}/{name}", name).located(options.mirror), dest / name, recorded,
+                  check_classes if name.endswith(".json") else check_csv)
         for species in SPECIES_PARTS:
-            self._download_species(species, options.mirror, dest)
+            self._download_species(species, options.mirror, dest, recorded)
 
-    def _download_species(self, species: str, mirror: str, dest: Path) -> None:
+    def _download_species(self, species: str, mirror: str, dest: Path, recorded: Recorded) -> None:
         marker = dest / IMAGE_DIR / f".{species}.extracted"
         if marker.exists():
             return
         md5_name = f"{IMAGE_DIR}/{species}_md5.txt"
-        md5_file = fetch(Remote(f"{BASE_URL}/{md5_name}", md5_name).located(mirror), dest / md5_name)
+        md5_file = fetch(Remote(f"{BASE_URL}/{md5_name}", md5_name).located(mirror), dest / md5_name, recorded,
+                         check_md5)
         published = md5_file.read_text().split()
-        if not published:
-            raise DatasetCorruptError(f"{md5_file} is empty; delete it and run the download again")
+        # The parts are held to the joined zip's published MD5, not each to a recorded sha256.
         parts = [fetch(Remote(f"{BASE_URL}/{name}", name).located(mirror), dest / "downloads" / name)
                  for name in part_names(species)]
         archive = dest / "downloads" / IMAGE_DIR / f"{species}.zip"
@@ -136,6 +139,31 @@ class KABR(Task):
         frame = pd.DataFrame(rows, columns=["example_id", "split", "label", "label_name", "path", "frames", "clip"])
         frame["group"] = None
         return limit_per_split(frame, options.max_per_split, options.seed)
+
+
+def check_md5(path: Path) -> None:
+    if not re.match(r"[0-9a-fA-F]{32}(\s|$)", path.read_text(errors="replace")):
+        raise DatasetCorruptError("it does not start with an MD5 (32 hex digits)")
+
+
+def check_classes(path: Path) -> None:
+    try:
+        classes = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetCorruptError(f"it is not complete JSON ({err})") from None
+    if not isinstance(classes, dict) or not classes:
+        raise DatasetCorruptError("it is not a JSON object of behaviour name -> label")
+
+
+def check_csv(path: Path) -> None:
+    """The header, and five space-separated fields on every row: a row cut short has fewer."""
+    with open(path, errors="replace") as f:
+        header = f.readline().split()
+        if header != CSV_COLUMNS:
+            raise DatasetCorruptError(f"its header is {header}, expected {CSV_COLUMNS}")
+        for number, line in enumerate(f, start=2):
+            if line.strip() and len(line.split()) != len(CSV_COLUMNS):
+                raise DatasetCorruptError(f"line {number} has {len(line.split())} fields, expected {len(CSV_COLUMNS)}")
 
 
 def sample_frames(n: int, frames: int, stride: int, rng: np.random.Generator) -> np.ndarray | None:

@@ -2,8 +2,11 @@
 from the Pl@ntNet citizen-science app, long-tailed and with visually ambiguous species.
 
 Source: Zenodo record 5645731 (version 1.1, the one biobench uses), `plantnet_300K.zip` (29.5 GB), checked against
-the MD5 that Zenodo publishes in the record's metadata. Layout after unpacking: `plantnet_300K/images/{train,val,
-test}/<species_id>/<image>.jpg`, plus `plantnet300K_species_id_2_name.json` (species id -> name).
+the MD5 that Zenodo publishes in the record's metadata. That metadata (`export/json`) has no checksum of its own and
+changes over time (versions, statistics), so its bytes are not pinned: it must parse and give an MD5, and that MD5
+must be the one it gave at the first download (recorded beside the data folder), whichever copy it comes from.
+Layout after unpacking: `plantnet_300K/images/{train,val,test}/<species_id>/<image>.jpg`, plus
+`plantnet300K_species_id_2_name.json` (species id -> name).
 
 Protocol (biobench's `plantnet` module): images/train trains, images/val is reported (test is unused); classes
 are the species folders of train and val together, in sorted order. Classifier: logistic regression with C chosen
@@ -19,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from biobench.download import Remote, fetch, fetch_and_extract
+from biobench.download import Recorded, Remote, fetch, fetch_and_extract
 from biobench.errors import DatasetCorruptError
 from biobench.tasks.base import TASKS, SourceOptions, Task, data_missing, limit_per_split
 
-RECORD = Remote("https://zenodo.org/records/5645731/export/json", "zenodo-5645731.json")
+RECORD = Remote("https://zenodo.org/records/5645731/export/json", "zenodo-5645731.json", record_sha256=False)
 ARCHIVE_URL = "https://zenodo.org/records/5645731/files/plantnet_300K.zip"
 ARCHIVE_NAME = "plantnet_300K.zip"
 TOP = "plantnet_300K"
@@ -42,9 +45,16 @@ class PlantNet(Task):
     classifier = "logreg"
 
     def download(self, options: SourceOptions, dest: Path) -> None:
-        record = fetch(RECORD.located(options.mirror), dest / "downloads" / RECORD.name)
-        archive = Remote(ARCHIVE_URL, ARCHIVE_NAME, published_checksum(record, ARCHIVE_NAME))
-        fetch_and_extract(archive.located(options.mirror), dest / "downloads", dest)
+        record_remote = RECORD.located(options.mirror)
+        record = fetch(record_remote, dest / "downloads" / RECORD.name)
+        checksum = published_checksum(record, ARCHIVE_NAME)
+        try:
+            Recorded.beside(dest).confirm(ARCHIVE_NAME, checksum, f"the MD5 that {record} gives for {ARCHIVE_NAME}",
+                                          record_remote.url)
+        except DatasetCorruptError:
+            record.unlink()
+            raise
+        fetch_and_extract(Remote(ARCHIVE_URL, ARCHIVE_NAME, checksum).located(options.mirror), dest / "downloads", dest)
 
     def build_manifest(self, options: SourceOptions, data_dir: Path) -> pd.DataFrame:
         root = data_dir / TOP if (data_dir / TOP / "images").is_dir() else data_dir
@@ -70,7 +80,13 @@ def published_checksum(record: Path, name: str) -> str:
     """The "md5:<hex>" that a Zenodo record's JSON metadata gives for its file `name`."""
     try:
         files = json.loads(record.read_text()).get("files", {})
-    except (json.JSONDecodeError, AttributeError):
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        record.unlink(missing_ok=True)
+        raise DatasetCorruptError(
+            f"{record} (Zenodo's metadata for the record) is not complete JSON ({err}): the download ended early or "
+            "was damaged. It was deleted; run the download again."
+        ) from None
+    except AttributeError:
         files = {}
     entries = files.get("entries", {}) if isinstance(files, dict) else {f.get("key"): f for f in files}
     checksum = (entries.get(name) or {}).get("checksum", "")

@@ -13,6 +13,7 @@ rule aggregate:
         resamples=CFG.bootstrap.resamples,
         confidence=CFG.bootstrap.confidence,
         seed=CFG.bootstrap.seed,
+        macro_f1_classes=CFG.bootstrap.macro_f1_classes,
         code=keys.code_digest("biobench.aggregate"),
         schema=keys.resource_digest("results_schema.sql"),
     threads: 2

@@ -8,11 +8,14 @@ from snakemake.logging import logger
 
 from biobench import config as biobench_config
 from biobench.devices import local_gpu_count
+from biobench import atomic
+from biobench import data_state
 from biobench import keys
 from biobench import precision
 from biobench.classifiers import CLASSIFIERS
-from biobench.errors import BiobenchError
+from biobench.errors import BiobenchError, ConfigError
 from biobench.models import ORGS
+from biobench.stats.comparisons import check_resamples
 from biobench.tasks import TASKS
 from biobench.tasks.base import data_options
 
@@ -28,16 +31,15 @@ try:
                   for name, spec in CFG.models.items()}
     MODEL_KEYS = {name: keys.model_key(spec, PRECISIONS[name].dtype) for name, spec in CFG.models.items()}
     DATASET_KEYS = {task: keys.dataset_key(task, options) for task, options in CFG.tasks.items()}
-    CLASSIFIER_SETTINGS = {
-        task: TASKS.get(task)().classifier_settings(CFG.classifiers.get(TASKS.get(task).classifier, {}))
-        for task in CFG.tasks
-    }
+    CLASSIFIER_SETTINGS = biobench_config.classifier_settings(CFG)
+    try:  # here, not in biobench.config: the jobs that import that must not re-run when the statistics code changes
+        check_resamples(CFG.bootstrap.resamples, CFG.bootstrap.confidence)
+    except ValueError as err:
+        raise ConfigError(f"config.yaml: {err}") from None
     CLASSIFIER_KEYS = {
         task: keys.classifier_key(TASKS.get(task).classifier, CLASSIFIER_SETTINGS[task], CFG.seed)
         for task in CFG.tasks
     }
-    for task in CFG.tasks:
-        CLASSIFIERS.get(TASKS.get(task).classifier)
 except BiobenchError as err:
     raise WorkflowError(str(err)) from None
 except KeyError as err:  # unknown registry names
@@ -119,9 +121,14 @@ def data_options_of(task):
     return data_options(CFG.tasks[task])
 
 
+def data_state_path(task):
+    return f"results/manifests/{DATASET_KEYS[task]}.files.json"
+
+
 def manifest_input(wildcards):
     task = task_of(wildcards)
-    return [] if CFG.tasks[task].datadir else [download_stamp(task)]
+    return [data_state_path(task)] + ([] if CFG.tasks[task].datadir else [download_stamp(task)])
+
 
 
 def fit_inputs(wildcards):
@@ -161,3 +168,38 @@ def fit_code(wildcards):
 
 def classifier_name(wildcards):
     return TASKS.get(task_of(wildcards)).classifier
+
+
+def made_from_artifacts():
+    """Every manifest, embedding, prediction file and the database the configured run uses -> the files of the run
+    made from it."""
+    db = "results/biobench.duckdb"  # rule aggregate writes it
+    made = {db: []}
+    for task in CFG.tasks:
+        splits = dict.fromkeys((TASKS.get(task).train_split, TASKS.get(task).eval_split))
+        embeddings = {model: [embedding_path(model, task, split) for split in splits] for model in CFG.models}
+        predictions = {model: [predictions_path(model, task, size) for size in CFG.tasks[task].n_train]
+                       for model in CFG.models}
+        made[manifest_path(task)] = [*sum(embeddings.values(), []), *sum(predictions.values(), []), db]
+        for model in CFG.models:
+            made.update(dict.fromkeys(embeddings[model], [*predictions[model], db]))
+            made.update(dict.fromkeys(predictions[model], [db]))
+    return made
+
+
+# Before Snakemake plans, the process that plans (never a job re-parsing this file on a node, which must not touch
+# what running jobs read):
+# - deletes the temporaries of jobs that died while writing (biobench/atomic.py);
+# - deletes artifacts that exist but cannot be read (cut short by a full disk or a crash), with what was made from
+#   them, so that Snakemake rebuilds them all (biobench/artifacts.py);
+# - writes, for each task, a file standing for its data, newer than the manifest when the files changed since the
+#   manifest was built (biobench/data_state.py): Snakemake does not look inside a data folder.
+if not _inherited_plan:
+    from biobench import artifacts
+
+    for _temp, _size in atomic.sweep_temps("results").deleted:
+        logger.info(f"deleted {_temp} ({_size / 2**20:.1f} MiB), left by a job that died while writing it")
+    for _message in artifacts.discard_run(made_from_artifacts()):
+        logger.warning(_message)
+    for _task in CFG.tasks:
+        data_state.refresh_state(_task, data_dir(_task), manifest_path(_task), data_state_path(_task), logger.warning)

@@ -1,4 +1,5 @@
-# One parquet per task: example_id, split, label, label_name, path, group.
+# One parquet per task: example_id, split, label, label_name, path, group, and each file's size and mtime. Its input
+# stands for the task's data folder and is newer than the manifest when files there changed (common.smk).
 
 
 rule manifest:

@@ -1,7 +1,12 @@
-"""Thin wrapper: rule download."""
+"""Thin wrapper: rule download. Imports happen inside `job`, so that run_job logs one that fails."""
 
-from biobench.fetch import download_task
 from biobench.logs import run_job
 
-run_job(snakemake.log[0], lambda: download_task(  # noqa: F821
-    snakemake.wildcards.task, snakemake.params.options, snakemake.output[0]))  # noqa: F821
+
+def job():
+    from biobench.fetch import download_task
+
+    return download_task(snakemake.wildcards.task, snakemake.params.options, snakemake.output[0])  # noqa: F821
+
+
+run_job(snakemake.log[0], job)  # noqa: F821

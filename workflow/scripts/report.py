@@ -1,9 +1,14 @@
-"""Thin wrapper: rule report."""
-
-from pathlib import Path
+"""Thin wrapper: rule report. Imports happen inside `job`, so that run_job logs one that fails."""
 
 from biobench.logs import run_job
-from biobench.report import build_report
 
-run_job(snakemake.log[0], lambda: build_report(  # noqa: F821
-    Path(snakemake.input.db), Path(snakemake.output.index).parent))  # noqa: F821
+
+def job():
+    from pathlib import Path
+
+    from biobench.report import build_report
+
+    return build_report(Path(snakemake.input.db), Path(snakemake.output.index).parent)  # noqa: F821
+
+
+run_job(snakemake.log[0], job)  # noqa: F821
