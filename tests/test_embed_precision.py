@@ -16,11 +16,10 @@ from biobench.embed import EmbedJob, embed, read_embeddings
 from biobench.errors import BiobenchError
 from biobench.models import ModelSpec
 from test_embed import write_images
+from precision_helpers import EMULATE_AVX2, emulated_avx2_reason
 from workflow_helpers import ROOT
 
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
-# An AVX2-only CPU on a newer x86 one: oneDNN, ATen and MKL kept to AVX2 (what a CPU without AVX512-BF16/AMX has).
-EMULATE_AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 LITE0_BF16 = ModelSpec(name="lite0", org="timm", checkpoint="tf_efficientnet_lite0", weights="random", image_size=32,
                        dtype="bfloat16")
 EMBED_SCRIPT = """
@@ -33,21 +32,6 @@ config_path, schema, manifest, out, log = sys.argv[1:]
 spec = config.load_file(config_path, schema).models["efficientnet-lite0-imagenet"]
 run_job(log, lambda: embed(EmbedJob(Path(manifest), "test", spec, Path(out), num_workers=0)))
 """
-
-
-def emulated_avx2_reason() -> str:
-    """Why bfloat16 is not fast on this machine under EMULATE_AVX2, as biobench.precision words it. precision checks
-    the CPU's flags before the ISA limits, so a CPU with native bfloat16 names the limit and one without (a real
-    AVX2-only CPU) names the missing hardware."""
-    facts = precision.cpu_facts()
-    verdict = precision.cpu_verdict("bfloat16", facts.flags, facts.machine, EMULATE_AVX2)
-    assert not verdict.fast, verdict
-    if facts.machine in precision.X86_MACHINES:
-        if facts.flags & {"avx512_bf16", "amx_bf16"}:
-            assert verdict.why.startswith("ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN below AVX512_CORE_"), verdict.why
-        else:
-            assert verdict.why == "this CPU has no native bfloat16 (AVX512-BF16 or AMX-BF16)", verdict.why
-    return verdict.why
 
 
 def test_shipped_default_model_runs_float32_on_an_avx2_only_cpu(tmp_path):

@@ -13,27 +13,12 @@ import pytest
 from biobench import config, precision
 from biobench.devices import local_gpu_count
 from biobench.keys import model_key
+from precision_helpers import EMULATE_AVX2, emulated_avx2_reason
 from workflow_helpers import ROOT, copy_checkout, planned_jobs, seed_download, snakemake
 
 pytestmark = pytest.mark.workflow
 
-EMULATE_AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 BF16_MODELS = ("efficientnet-lite0-imagenet", "efficientnet-lite0-random-init")
-
-
-def emulated_avx2_reason() -> str:
-    """Why bfloat16 is not fast on this machine under EMULATE_AVX2, as biobench.precision words it. precision checks
-    the CPU's flags before the ISA limits, so a CPU with native bfloat16 names the limit and one without (a real
-    AVX2-only CPU) names the missing hardware."""
-    facts = precision.cpu_facts()
-    verdict = precision.cpu_verdict("bfloat16", facts.flags, facts.machine, EMULATE_AVX2)
-    assert not verdict.fast, verdict
-    if facts.machine in precision.X86_MACHINES:
-        if facts.flags & {"avx512_bf16", "amx_bf16"}:
-            assert verdict.why.startswith("ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN below AVX512_CORE_"), verdict.why
-        else:
-            assert verdict.why == "this CPU has no native bfloat16 (AVX512-BF16 or AMX-BF16)", verdict.why
-    return verdict.why
 
 
 @pytest.fixture(scope="module")
